@@ -1,0 +1,199 @@
+import { Command, CommanderError, Help, Option } from "commander";
+import { createShimClient, ShimError, type ContainerStateView } from "./client/client.js";
+import {
+  ConfigError,
+  DEFAULT_ADDRESS,
+  DEFAULT_ROOT,
+  DEFAULT_SHUTDOWN_TIMEOUT,
+  DEFAULT_START_TIMEOUT,
+  EXIT,
+  parseDuration,
+  serveConfig,
+  type RawServeOptions,
+} from "./config.js";
+import { LOG_FORMATS, LOG_LEVELS } from "./log.js";
+import { serve } from "./serve.js";
+import { VERSION } from "./version.js";
+
+/** Help laid out like runc's (urfave/cli): NAME, USAGE, DESCRIPTION, COMMANDS, OPTIONS. */
+class RuncLikeHelp extends Help {
+  override formatHelp(cmd: Command, helper: Help): string {
+    const indent = (s: string): string => s.split("\n").map((l) => (l === "" ? l : `   ${l}`)).join("\n");
+    const names: string[] = [];
+    for (let c: Command | null = cmd; c !== null; c = c.parent) names.unshift(c.name());
+    const full = names.join(" ");
+    const out: string[] = ["NAME:", indent(`${full} - ${cmd.summary() || cmd.description().split("\n")[0]}`), ""];
+    const args = cmd.registeredArguments.map((a) => `<${a.name()}>`).join(" ");
+    const isRoot = cmd.parent === null;
+    out.push("USAGE:", indent(isRoot ? `${full} [global options] command [command options] [arguments...]` : `${full} [command options] ${args}`.trimEnd()), "");
+    const longDescription = cmd.description().split("\n").slice(1).join("\n").trim();
+    if (longDescription !== "") out.push("DESCRIPTION:", indent(longDescription), "");
+    const commands = helper.visibleCommands(cmd);
+    if (commands.length > 0) {
+      const width = Math.max(...commands.map((c) => c.name().length));
+      out.push("COMMANDS:", ...commands.map((c) => indent(`${c.name().padEnd(width)}  ${c.summary() || c.description().split("\n")[0]}`)), "");
+    }
+    const options = helper.visibleOptions(cmd);
+    if (options.length > 0) {
+      const terms = options.map((o) => helper.optionTerm(o));
+      const width = Math.max(...terms.map((t) => t.length));
+      out.push(isRoot ? "GLOBAL OPTIONS:" : "OPTIONS:", ...options.map((o, i) => indent(`${(terms[i] ?? "").padEnd(width)}  ${helper.optionDescription(o)}`)), "");
+    }
+    return `${out.join("\n").trimEnd()}\n`;
+  }
+}
+
+function printState(s: ContainerStateView, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(s)}\n`);
+    return;
+  }
+  // The layout of `runc state` (runc 1.1.5 state.go: containerState, 2-space indent).
+  const view: Record<string, unknown> = {
+    ociVersion: s.ociVersion,
+    id: s.id,
+    pid: s.pid,
+    status: s.status,
+    bundle: s.bundle,
+    rootfs: s.rootfs,
+    created: s.created,
+  };
+  if (Object.keys(s.annotations).length > 0) {
+    view.annotations = Object.fromEntries(Object.entries(s.annotations).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+  view.owner = s.owner;
+  process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+}
+
+function reportError(e: unknown, json: boolean): number {
+  if (e instanceof ShimError) {
+    if (json) {
+      process.stderr.write(`${JSON.stringify({ code: e.codeName, message: e.details, reason: e.reason ?? null, metadata: e.metadata })}\n`);
+    } else {
+      process.stderr.write(`runc-shim: ${e.codeName}: ${e.details}${e.reason ? ` (reason ${e.reason})` : ""}\n`);
+    }
+    return EXIT.FAILURE;
+  }
+  if (e instanceof ConfigError) {
+    process.stderr.write(`runc-shim: ${e.message}\n`);
+    return EXIT.USAGE;
+  }
+  process.stderr.write(`runc-shim: ${e instanceof Error ? e.message : String(e)}\n`);
+  return EXIT.FAILURE;
+}
+
+interface ClientOptions {
+  address: string;
+  json?: boolean;
+  timeout: string;
+}
+
+function clientCommand(program: Command, name: string, summary: string, description: string, defaultTimeout: string): Command {
+  return program
+    .command(name)
+    .summary(summary)
+    .description(`${summary}\n${description}`)
+    .argument("<container-id>", "the container id")
+    .addOption(new Option("--address <path>", "the runc-shim socket").default(DEFAULT_ADDRESS).env("RUNC_SHIM_ADDRESS"))
+    .option("--json", "print machine-readable JSON (one line)")
+    .option("--timeout <duration>", "deadline of the call (500ms, 10s, 2m)", defaultTimeout);
+}
+
+/** Runs a client call and turns its outcome into an exit code. */
+async function runClient(opts: ClientOptions, fn: (client: ReturnType<typeof createShimClient>, deadlineMs: number) => Promise<void>): Promise<number> {
+  let client: ReturnType<typeof createShimClient> | undefined;
+  try {
+    const deadlineMs = parseDuration("--timeout", opts.timeout);
+    client = createShimClient(opts.address);
+    await fn(client, deadlineMs);
+    return EXIT.OK;
+  } catch (e) {
+    return reportError(e, opts.json === true);
+  } finally {
+    client?.close();
+  }
+}
+
+/**
+ * Builds the command line: `serve` (the server) and the client commands
+ * `state` and `start`. Each action stores its exit code in `result.code`.
+ */
+export function buildProgram(result: { code: number }): Command {
+  const program = new Command("runc-shim")
+    .description("a gRPC shim over a runc state root\nServes Start and State (and health and reflection) for the containers of one runc state root\non a Unix socket, and is also a command-line client of such a server.")
+    .summary("a gRPC shim over a runc state root")
+    .version(VERSION, "-v, --version", "print the version")
+    .helpOption("-h, --help", "show help")
+    .configureHelp({})
+    .showHelpAfterError(false)
+    .exitOverride();
+  program.createHelp = () => Object.assign(new RuncLikeHelp(), program.configureHelp());
+
+  program
+    .command("serve")
+    .summary("serve a state root over gRPC on a Unix socket")
+    .description(
+      "serve a state root over gRPC on a Unix socket\n" +
+        "Serves runcshim.v1.ShimService, grpc.health.v1.Health and server reflection (v1, v1alpha).\n" +
+        "SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused, calls in flight finish\n" +
+        "(at most --shutdown-timeout), the socket is removed, exit 0. A second signal forces.\n" +
+        "Exit codes: 0 clean, 1 runtime failure, 2 bad usage or configuration.",
+    )
+    .option("--root <dir>", "the runc state root to serve (created 0700 when missing)", DEFAULT_ROOT)
+    .option("--address <path>", "the Unix socket path (parent dir created 0700; socket mode 0600)", DEFAULT_ADDRESS)
+    .option("--socket-group <name>", "make the socket 0660 and owned by this group")
+    .option("--start-timeout <duration>", "bound of a Start whose client set no deadline", DEFAULT_START_TIMEOUT)
+    .option("--shutdown-timeout <duration>", "how long calls in flight may finish after SIGTERM", DEFAULT_SHUTDOWN_TIMEOUT)
+    .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default("info"))
+    .addOption(new Option("--log-format <format>", "json lines, or text for people (needs pino-pretty)").choices(LOG_FORMATS).default("json"))
+    .action(async (raw: RawServeOptions) => {
+      let config;
+      try {
+        config = serveConfig(raw);
+      } catch (e) {
+        result.code = reportError(e, false);
+        return;
+      }
+      result.code = await serve(config);
+    });
+
+  clientCommand(program, "state", "output the state of a container",
+    "Prints the state like `runc state` (JSON, 2-space indent); --json prints one line with every field.", "10s")
+    .action(async (id: string, opts: ClientOptions) => {
+      result.code = await runClient(opts, async (client, deadlineMs) => printState(await client.state(id, { deadlineMs }), opts.json === true));
+    });
+
+  clientCommand(program, "start", "executes the user defined process in a created container",
+    "Completes the exec fifo handshake of a created container through the server and prints the init pid.", "70s")
+    .action(async (id: string, opts: ClientOptions) => {
+      result.code = await runClient(opts, async (client, deadlineMs) => {
+        const pid = await client.start(id, { deadlineMs });
+        process.stdout.write(opts.json ? `${JSON.stringify({ id, pid })}\n` : `started ${id} (init pid ${pid})\n`);
+      });
+    });
+  return program;
+}
+
+/**
+ * The command line entry: parses `argv`, runs the command and returns the exit code.
+ * Usage errors (unknown command or flag, missing argument, bad value) return 2;
+ * `--help` and `--version` return 0.
+ */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const result = { code: EXIT.OK as number };
+  const program = buildProgram(result);
+  for (const c of program.commands) {
+    c.exitOverride();
+    c.createHelp = program.createHelp;
+  }
+  try {
+    await program.parseAsync(argv as string[], { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    throw e;
+  }
+  return result.code;
+}

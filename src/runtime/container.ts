@@ -1,0 +1,371 @@
+import fs from "node:fs";
+import path from "node:path";
+import { RuntimeError, describeError, errnoOf, isErrno } from "./errors.js";
+import { execFifoHandshake, type CommitOutcome } from "./exec-fifo.js";
+import { containerFreezerState, detectCgroupMode, type CgroupMode } from "./freezer.js";
+import { validateContainerId } from "./id.js";
+import { EXEC_FIFO_FILENAME, STATE_FILENAME, isWithin, secureJoin } from "./paths.js";
+import { isInitAlive } from "./proc.js";
+import { MAX_STATE_FILE_BYTES, parseStateFile, splitLabels, type ContainerStateRecord, type Instant } from "./state-file.js";
+import { deriveStatus, type ContainerStatus } from "./status.js";
+
+/** Most parsed state.json records kept in memory (about 1 KiB each). */
+export const STATE_CACHE_ENTRIES = 20_000;
+
+/** What State answers: `runc state`'s fields (runc 1.1.5 `state.go`, `list.go` containerState). */
+export interface ContainerState {
+  /** The container id, as requested. */
+  id: string;
+  /** Init pid; 0 when stopped. */
+  pid: number;
+  /** Derived on this call. */
+  status: ContainerStatus;
+  /** Absolute bundle path, from the last `bundle=` label. */
+  bundle: string;
+  /** Absolute rootfs path (`config.rootfs`). */
+  rootfs: string;
+  /** When the container was created. */
+  created: Instant;
+  /** The `key=value` labels other than `bundle`. */
+  annotations: Record<string, string>;
+  /** Always "" (as `runc state`). */
+  owner: string;
+  /** `config.version`. */
+  ociVersion: string;
+}
+
+/** A container loaded from its state dir, before status derivation. */
+interface LoadedContainer {
+  id: string;
+  /** `<root>/<id>` after SecureJoin; the key of the start lock. */
+  stateDir: string;
+  record: ContainerStateRecord;
+}
+
+interface CacheEntry {
+  key: string;
+  record: ContainerStateRecord;
+}
+
+/** Options of {@link StateRoot.start}. */
+export interface StartOptions {
+  /** Aborts the wait for the init process before its byte is read; `reason` should be a {@link RuntimeError}. */
+  signal?: AbortSignal;
+  /** After the byte, how long to wait for the init process to exec the user process at most, in ms. */
+  commitWaitMs?: number;
+  /** Told when the start is committed (fifo removed) and how the wait after it ended. */
+  onCommitted?: (outcome: CommitOutcome) => void;
+}
+
+/**
+ * Checks that a state root is usable: it exists, is a directory (symlinks
+ * followed) and can be listed.
+ *
+ * @throws {RuntimeError} `ConfigInvalid` (gRPC FAILED_PRECONDITION) saying which
+ */
+export function checkStateRoot(root: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(root);
+  } catch (e) {
+    throw new RuntimeError(
+      "ConfigInvalid",
+      isErrno(e, "ENOENT") ? `state root ${root} does not exist` : `state root ${root}: ${describeError(e)}`,
+      { cause: e },
+    );
+  }
+  if (!st.isDirectory()) throw new RuntimeError("ConfigInvalid", `state root ${root} is not a directory`);
+  try {
+    fs.accessSync(root, fs.constants.R_OK | fs.constants.X_OK);
+  } catch (e) {
+    throw new RuntimeError("ConfigInvalid", `state root ${root} cannot be read: ${describeError(e)}`, { cause: e });
+  }
+}
+
+/**
+ * Prepares a state root at start-up as runc 1.1 does (`libcontainer/factory_linux.go`
+ * New: `MkdirAll(root, 0700)`): a missing root is created with mode 0700.
+ *
+ * @param root the state root, made absolute against the working directory
+ * @returns the absolute path
+ * @throws {RuntimeError} `ConfigInvalid` when it cannot be created, is not a directory, or cannot be read
+ */
+export function prepareStateRoot(root: string): string {
+  const abs = path.resolve(root);
+  try {
+    fs.mkdirSync(abs, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    if (!isErrno(e, "EEXIST")) {
+      throw new RuntimeError("ConfigInvalid", `cannot create state root ${abs}: ${describeError(e)}`, { cause: e });
+    }
+  }
+  checkStateRoot(abs);
+  return abs;
+}
+
+/**
+ * One runc state root: loads containers, derives their status and starts them,
+ * natively (no runc process). Mirrors runc 1.1.5 `libcontainer/factory_linux.go`
+ * Load and `libcontainer/container_linux.go` refreshState / exec.
+ *
+ * Filesystem access is synchronous on the hot path (tmpfs, procfs and cgroupfs
+ * answer from memory); every open is non-blocking, so a FIFO or device where a
+ * file is expected cannot stall the process. The only waiting is the exec fifo
+ * handshake, which waits on the event loop.
+ */
+export class StateRoot {
+  /** Absolute path of the root, as configured. */
+  readonly path: string;
+  /** The host's cgroup layout, detected once. */
+  readonly cgroupMode: CgroupMode;
+  private realPath: string;
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly startLocks = new Map<string, Promise<void>>();
+
+  /**
+   * @param root absolute path of an existing state root (see {@link prepareStateRoot})
+   * @param cgroupMode override for tests; detected from `/sys/fs/cgroup` by default
+   */
+  constructor(root: string, cgroupMode: CgroupMode = detectCgroupMode()) {
+    this.path = path.resolve(root);
+    this.realPath = this.resolveRealPath();
+    this.cgroupMode = cgroupMode;
+  }
+
+  private resolveRealPath(): string {
+    try {
+      return fs.realpathSync(this.path);
+    } catch {
+      return this.path;
+    }
+  }
+
+  /**
+   * Loads a container's state and derives its status (`runc state ID`).
+   *
+   * @throws {RuntimeError} `InvalidIdFormat`, `ContainerNotExists`, `ConfigInvalid` (root gone), `SystemError`
+   *   (corrupt state.json, freezer on a non-cgroup path, I/O error)
+   */
+  state(id: string): ContainerState {
+    const c = this.load(id);
+    const status = this.status(c);
+    const r = c.record;
+    const { bundle, annotations } = splitLabels(r.labels);
+    return {
+      id,
+      pid: status === "stopped" ? 0 : r.initProcessPid,
+      status,
+      bundle,
+      rootfs: r.rootfs,
+      created: r.created,
+      annotations,
+      owner: "",
+      ociVersion: r.ociVersion,
+    };
+  }
+
+  /**
+   * Starts a created container (`runc start ID`): completes the exec fifo
+   * handshake and returns the init pid. Concurrent starts of one container
+   * (also through an alias symlink) are serialised, so exactly one succeeds and
+   * the others see it running.
+   *
+   * @returns the init pid
+   * @throws {RuntimeError} as {@link state}, and `ContainerRunning` (`cannot start an already running
+   *   container`), `ContainerStopped` (`cannot start a container that has stopped`, or `container process
+   *   is already dead` when the init process died before writing its byte), `ContainerPaused` (`cannot
+   *   start a container in the paused state` / `pausing state`), `DeadlineExceeded` / `Cancelled`
+   *   (from `signal`, nothing changed), `SystemError` (exec fifo not a FIFO, I/O error)
+   */
+  async start(id: string, opts: StartOptions = {}): Promise<number> {
+    const first = this.load(id);
+    return this.withStartLock(first.stateDir, opts.signal, async () => {
+      const c = this.load(id);
+      const fifo = path.join(c.stateDir, EXEC_FIFO_FILENAME);
+      const status = this.status(c);
+      switch (status) {
+        case "created":
+          break;
+        case "running":
+          throw new RuntimeError("ContainerRunning", "cannot start an already running container", { containerId: id });
+        case "stopped":
+          // The init process died before writing its byte when the exec fifo is still there.
+          throw new RuntimeError(
+            "ContainerStopped",
+            fs.existsSync(fifo) ? "container process is already dead" : "cannot start a container that has stopped",
+            { containerId: id },
+          );
+        case "paused":
+        case "pausing":
+          throw new RuntimeError("ContainerPaused", `cannot start a container in the ${status} state`, { containerId: id });
+      }
+      const { initProcessPid: pid, initProcessStart: startTime } = c.record;
+      const outcome = await execFifoHandshake(fifo, {
+        isInitAlive: () => isInitAlive(pid, startTime),
+        signal: opts.signal,
+        commitWaitMs: opts.commitWaitMs ?? 60_000,
+      }).catch((e: unknown) => {
+        if (e instanceof RuntimeError && e.containerId === undefined) {
+          throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
+        }
+        throw e;
+      });
+      opts.onCommitted?.(outcome);
+      return pid;
+    });
+  }
+
+  private async withStartLock<T>(key: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const previous = this.startLocks.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = previous.then(() => mine);
+    this.startLocks.set(key, chained);
+    try {
+      await waitOrAbort(previous, signal);
+      return await fn();
+    } finally {
+      release();
+      if (this.startLocks.get(key) === chained) this.startLocks.delete(key);
+    }
+  }
+
+  /** Status, derived from the freezer, /proc and the exec fifo; never cached. */
+  private status(c: LoadedContainer): ContainerStatus {
+    const r = c.record;
+    return deriveStatus({
+      freezer: containerFreezerState(r.cgroupPaths, this.cgroupMode),
+      initAlive: isInitAlive(r.initProcessPid, r.initProcessStart),
+      execFifoExists: fs.statSync(path.join(c.stateDir, EXEC_FIFO_FILENAME), { throwIfNoEntry: false }) !== undefined,
+    });
+  }
+
+  /**
+   * runc 1.1.5 Load: validate the id, SecureJoin it to the root, SecureJoin
+   * `state.json` to that, open without blocking and without following a final
+   * symlink, check the opened file really lies inside the root, then parse
+   * (re-using the last parse while device, inode, size, mtime and ctime are unchanged).
+   */
+  private load(id: string): LoadedContainer {
+    validateContainerId(id);
+    const fail = (e: unknown, what: string): never => {
+      if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
+      throw new RuntimeError("SystemError", `${what}: ${describeError(e)}`, { containerId: id, cause: e });
+    };
+    let stateDir: string, stateFile: string;
+    try {
+      stateDir = secureJoin(this.path, id);
+      stateFile = secureJoin(stateDir, STATE_FILENAME);
+    } catch (e) {
+      this.rootOrThrow(id);
+      return fail(e, `lstat ${path.join(this.path, id)}`);
+    }
+    let fd: number;
+    try {
+      fd = fs.openSync(stateFile, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+    } catch (e) {
+      this.rootOrThrow(id);
+      if (isErrno(e, "ENOENT")) throw new RuntimeError("ContainerNotExists", "container does not exist", { containerId: id });
+      return fail(e, `open ${stateFile}`);
+    }
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (st.isDirectory()) throw new RuntimeError("SystemError", `read ${stateFile}: is a directory`);
+      if (!st.isFile()) throw new RuntimeError("SystemError", `read ${stateFile}: not a regular file`);
+      this.checkInsideRoot(fd, stateFile);
+      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      const hit = this.cache.get(stateFile);
+      if (hit !== undefined && hit.key === key) return { id, stateDir, record: hit.record };
+      if (st.size > BigInt(MAX_STATE_FILE_BYTES)) {
+        throw new RuntimeError(
+          "SystemError",
+          `${stateFile}: state file is ${st.size} bytes, more than the ${MAX_STATE_FILE_BYTES / 1024 / 1024} MiB limit; not read`,
+        );
+      }
+      const record = parseStateFile(stateFile, readBounded(fd, stateFile, Number(st.size)));
+      this.remember(stateFile, { key, record });
+      return { id, stateDir, record };
+    } catch (e) {
+      return fail(e, `read ${stateFile}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** The opened file must resolve inside the real state root (guards against symlink races). */
+  private checkInsideRoot(fd: number, stateFile: string): void {
+    let real: string;
+    try {
+      real = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return; // no procfs: the lexical SecureJoin guarantee stands alone
+    }
+    if (isWithin(this.realPath, real)) return;
+    this.realPath = this.resolveRealPath(); // the root itself may have been replaced
+    if (!isWithin(this.realPath, real)) {
+      throw new RuntimeError("SystemError", `${stateFile} resolves outside the state root (a symlink changed under it); not read`);
+    }
+  }
+
+  private remember(file: string, entry: CacheEntry): void {
+    this.cache.delete(file);
+    this.cache.set(file, entry);
+    if (this.cache.size > STATE_CACHE_ENTRIES) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+  }
+
+  /** After a failed lookup: if the root itself is unusable that is the error (ConfigInvalid). */
+  private rootOrThrow(id: string): void {
+    try {
+      checkStateRoot(this.path);
+    } catch (e) {
+      if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
+      throw e;
+    }
+  }
+}
+
+/** Reads a whole regular file of known size from `fd`, at most {@link MAX_STATE_FILE_BYTES} bytes. */
+function readBounded(fd: number, file: string, size: number): Uint8Array {
+  const buf = Buffer.allocUnsafe(Math.min(Math.max(size, 4096), MAX_STATE_FILE_BYTES) + 1);
+  let n = 0;
+  for (;;) {
+    let got: number;
+    try {
+      got = fs.readSync(fd, buf, n, buf.length - n, null);
+    } catch (e) {
+      throw new RuntimeError("SystemError", `read ${file}: ${errnoOf(e) ?? describeError(e)}`, { cause: e });
+    }
+    if (got === 0) break;
+    n += got;
+    if (n >= buf.length) {
+      if (n > MAX_STATE_FILE_BYTES) {
+        throw new RuntimeError("SystemError", `${file}: state file grew past the ${MAX_STATE_FILE_BYTES / 1024 / 1024} MiB limit; not read`);
+      }
+      break;
+    }
+  }
+  return buf.subarray(0, n);
+}
+
+/** Waits for `p`, or rejects with `signal.reason` when the signal aborts first. */
+function waitOrAbort(p: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return p.then(() => undefined);
+  signal.throwIfAborted();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+    );
+  });
+}

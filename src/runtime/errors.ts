@@ -1,0 +1,83 @@
+/**
+ * The domain error of runc-shim: a string kind named after libcontainer's error
+ * codes (runc v1.0.0 `libcontainer/error.go`; since v1.1 sentinel errors in the
+ * same file), plus the two ways a call ends without an answer.
+ *
+ * Domain code throws {@link RuntimeError}; exactly one module
+ * (`src/server/errors.ts`) maps a kind to a gRPC status code. This module never
+ * imports grpc-js.
+ */
+
+/**
+ * The kinds of failure the runtime reports.
+ *
+ * - `InvalidIdFormat`: the container id breaks the id rule (gRPC INVALID_ARGUMENT).
+ * - `ContainerNotExists`: no state.json for the id (NOT_FOUND).
+ * - `ConfigInvalid`: the state root is missing, not a directory, or unreadable (FAILED_PRECONDITION).
+ * - `SystemError`: corrupt state.json or an unexpected I/O error (INTERNAL).
+ * - `ContainerRunning` / `ContainerStopped` / `ContainerPaused`: Start in the wrong status (FAILED_PRECONDITION).
+ * - `DeadlineExceeded` / `Cancelled`: the caller's deadline passed or it cancelled before anything changed.
+ */
+export type ErrorKind =
+  | "InvalidIdFormat"
+  | "ContainerNotExists"
+  | "ConfigInvalid"
+  | "SystemError"
+  | "ContainerRunning"
+  | "ContainerStopped"
+  | "ContainerPaused"
+  | "DeadlineExceeded"
+  | "Cancelled";
+
+/** Every {@link ErrorKind}, in table order (for tests and docs). */
+export const ERROR_KINDS: readonly ErrorKind[] = [
+  "InvalidIdFormat",
+  "ContainerNotExists",
+  "ConfigInvalid",
+  "SystemError",
+  "ContainerRunning",
+  "ContainerStopped",
+  "ContainerPaused",
+  "DeadlineExceeded",
+  "Cancelled",
+];
+
+/**
+ * A failure the runtime knows how to describe. `message` is what a client sees
+ * (runc's words where runc has words); `cause`, when set, goes only to the log.
+ * Deliberately has no numeric `code` property: grpc-js would take one as a gRPC
+ * status.
+ */
+export class RuntimeError extends Error {
+  /** The libcontainer-style error kind. */
+  readonly kind: ErrorKind;
+  /** The container id the call was about, when it passed validation. */
+  readonly containerId: string | undefined;
+
+  constructor(kind: ErrorKind, message: string, opts: { containerId?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "RuntimeError";
+    this.kind = kind;
+    this.containerId = opts.containerId;
+  }
+}
+
+/** True when `e` is a Node.js system error with errno name `code` (e.g. `"ENOENT"`). */
+export function isErrno(e: unknown, ...codes: string[]): e is NodeJS.ErrnoException {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === "string" &&
+    codes.includes((e as NodeJS.ErrnoException).code as string);
+}
+
+/** The errno name of a Node.js system error, or `undefined`. */
+export function errnoOf(e: unknown): string | undefined {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === "string"
+    ? ((e as NodeJS.ErrnoException).code as string)
+    : undefined;
+}
+
+/** A short, one-line description of an unknown thrown value (at most 300 characters). */
+export function describeError(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  const line = text.replace(/\s+/g, " ").trim();
+  return line.length > 300 ? `${line.slice(0, 297)}...` : line;
+}

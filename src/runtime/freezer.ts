@@ -1,0 +1,139 @@
+import fs from "node:fs";
+import path from "node:path";
+import { RuntimeError, describeError, isErrno } from "./errors.js";
+
+/** statfs `f_type` of a cgroup v1 hierarchy (CGROUP_SUPER_MAGIC). */
+export const CGROUP_SUPER_MAGIC = 0x27e0eb;
+/** statfs `f_type` of the cgroup v2 unified hierarchy (CGROUP2_SUPER_MAGIC). */
+export const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/**
+ * The freezer state of a container's cgroup
+ * (runc 1.1.5 `libcontainer/configs/cgroup_linux.go` FreezerState, plus `freezing`).
+ * - `undefined`: no freezer (no path, or the cgroup is gone): not paused.
+ * - `thawed`: not frozen, or frozen only through an ancestor (v1 `self_freezing` 0).
+ * - `freezing`: a freeze was requested and has not completed (runc loops; we answer at once).
+ * - `frozen`: the container's own cgroup is frozen.
+ */
+export type FreezerState = "undefined" | "thawed" | "freezing" | "frozen";
+
+/** Which cgroup layout the host uses: `v1` (legacy or hybrid) or `v2` (unified). */
+export type CgroupMode = "v1" | "v2";
+
+/**
+ * Detects the host's cgroup mode as runc's `cgroups.IsCgroup2UnifiedMode` does:
+ * `/sys/fs/cgroup` is a cgroup2 mount. Hybrid hosts (tmpfs with v1 controllers
+ * and a `unified` v2 mount) are `v1`.
+ */
+export function detectCgroupMode(mountPoint = "/sys/fs/cgroup"): CgroupMode {
+  try {
+    return fs.statfsSync(mountPoint).type === CGROUP2_SUPER_MAGIC ? "v2" : "v1";
+  } catch {
+    return "v1";
+  }
+}
+
+/**
+ * Reads one cgroup file, after checking (statfs) that it lies on a cgroup
+ * filesystem, so a crafted state.json cannot make the shim read an arbitrary
+ * file (runc 1.1.5 `libcontainer/cgroups/file.go` OpenFile: `not a cgroup file`).
+ * The open is non-blocking and does not follow a final symlink.
+ *
+ * @param maxBytes bytes to read at most
+ * @returns the content, or `undefined` when the file or its cgroup does not exist (ENOENT, ENODEV, ENOTDIR)
+ * @throws {RuntimeError} `SystemError`: `open <file>: not a cgroup file`, or another I/O error
+ */
+export function readCgroupFile(file: string, maxBytes = 64): string | undefined {
+  let fsType: number;
+  try {
+    fsType = fs.statfsSync(file).type;
+  } catch (e) {
+    if (isErrno(e, "ENOENT", "ENODEV", "ENOTDIR")) return undefined;
+    throw new RuntimeError("SystemError", `statfs ${file}: ${describeError(e)}`, { cause: e });
+  }
+  if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
+    throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    if (isErrno(e, "ENOENT", "ENODEV", "ENOTDIR")) return undefined;
+    throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
+  }
+  try {
+    const buf = Buffer.alloc(maxBytes);
+    const n = fs.readSync(fd, buf, 0, maxBytes, 0);
+    return buf.toString("utf8", 0, n);
+  } catch (e) {
+    if (isErrno(e, "ENODEV")) return undefined;
+    throw new RuntimeError("SystemError", `read ${file}: ${describeError(e)}`, { cause: e });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The freezer state of a cgroup v1 freezer directory
+ * (runc 1.1.5 `libcontainer/cgroups/fs/freezer.go` GetState): `THAWED` ->
+ * thawed; `FROZEN` -> frozen if `freezer.self_freezing` is `1` or missing,
+ * thawed if `0` (frozen only by an ancestor); `FREEZING` -> freezing (runc
+ * retries every 1 ms without bound; we answer at once).
+ *
+ * @throws {RuntimeError} `SystemError` for an unknown state or self_freezing value, or a path off cgroupfs
+ */
+export function freezerStateV1(dir: string): FreezerState {
+  const raw = readCgroupFile(path.join(dir, "freezer.state"));
+  if (raw === undefined) return "undefined";
+  switch (raw.trim()) {
+    case "THAWED":
+      return "thawed";
+    case "FREEZING":
+      return "freezing";
+    case "FROZEN": {
+      const self = readCgroupFile(path.join(dir, "freezer.self_freezing"));
+      if (self === undefined) return "frozen";
+      if (self.trim() === "1") return "frozen";
+      if (self.trim() === "0") return "thawed";
+      throw new RuntimeError("SystemError", `unknown "freezer.self_freezing" state: ${JSON.stringify(self)}`);
+    }
+    default:
+      throw new RuntimeError("SystemError", `unknown freezer.state ${JSON.stringify(raw)}`);
+  }
+}
+
+/**
+ * The freezer state of a cgroup v2 directory
+ * (runc 1.1.5 `libcontainer/cgroups/fs2/freezer.go` getFreezer): `cgroup.freeze`
+ * `0` -> thawed; `1` -> frozen when `cgroup.events` has the line `frozen 1`,
+ * else freezing (runc polls up to 10 s; we answer at once).
+ *
+ * @throws {RuntimeError} `SystemError` for an unknown `cgroup.freeze` value, or a path off cgroupfs
+ */
+export function freezerStateV2(dir: string): FreezerState {
+  const raw = readCgroupFile(path.join(dir, "cgroup.freeze"), 2);
+  if (raw === undefined) return "undefined";
+  if (raw === "0\n" || raw === "0") return "thawed";
+  if (raw !== "1\n" && raw !== "1") {
+    throw new RuntimeError("SystemError", `unknown "cgroup.freeze" state: ${JSON.stringify(raw)}`);
+  }
+  const events = readCgroupFile(path.join(dir, "cgroup.events"), 4096);
+  if (events === undefined) return "undefined";
+  return events.split("\n").some((l) => l.trim() === "frozen 1") ? "frozen" : "freezing";
+}
+
+/**
+ * The freezer state of a container from its `cgroup_paths`: on a v1 or hybrid
+ * host the `freezer` entry, on a v2 host the `""` (unified) entry. No entry ->
+ * `undefined` (not paused).
+ *
+ * @throws {RuntimeError} `SystemError` as {@link freezerStateV1} / {@link freezerStateV2}
+ */
+export function containerFreezerState(cgroupPaths: Readonly<Record<string, string>>, mode: CgroupMode): FreezerState {
+  if (mode === "v2") {
+    const dir = cgroupPaths[""];
+    return dir ? freezerStateV2(dir) : "undefined";
+  }
+  const dir = cgroupPaths.freezer;
+  return dir ? freezerStateV1(dir) : "undefined";
+}

@@ -1,0 +1,78 @@
+import fs from "node:fs";
+
+/** What runc reads from `/proc/PID/stat` (runc 1.1.5 `libcontainer/system/proc.go` Stat_t). */
+export interface ProcStat {
+  /** The command name: between the first `(` and the last `)`. */
+  name: string;
+  /** The one-letter process state (field 3): R, S, D, T, t, Z, X, ... */
+  state: string;
+  /** Start time (field 22), in clock ticks since boot. */
+  startTime: number;
+}
+
+/**
+ * Parses the text of `/proc/PID/stat` the way runc does
+ * (runc 1.1.5 `libcontainer/system/proc.go` parseStat): the name is found
+ * between the first `(` and the **last** `)`, so names containing spaces or `)`
+ * cannot shift the fields; the state is the character two past that `)`; the
+ * start time is field 22, the 20th space-separated field after the `)`.
+ *
+ * @returns the parsed stat, or `undefined` when the text is malformed (fewer
+ *   than 20 fields after the name, or a start time that is not a decimal number)
+ */
+export function parseProcStat(text: string): ProcStat | undefined {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  if (open === -1 || close < open) return undefined;
+  const after = text.slice(close + 2);
+  const fields = after.split(" ");
+  if (fields.length < 20) return undefined;
+  const state = fields[0] ?? "";
+  const start = (fields[19] ?? "").trim();
+  if (state.length !== 1 || !/^\d+$/.test(start)) return undefined;
+  return { name: text.slice(open + 1, close), state, startTime: Number(start) };
+}
+
+// One reusable buffer: the reads below are synchronous, so it is never shared.
+const STAT_BUFFER = Buffer.allocUnsafe(4096);
+
+/**
+ * Reads and parses `/proc/<pid>/stat` with one open, one read and one close
+ * (synchronous: procfs answers from memory).
+ *
+ * @param pid a process id; anything <= 0 or not an integer reads as absent
+ * @returns the parsed stat, or `undefined` when the process does not exist or
+ *   the file cannot be read or parsed (runc treats all of these as "not alive")
+ */
+export function readProcStat(pid: number): ProcStat | undefined {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  let fd: number;
+  try {
+    fd = fs.openSync(`/proc/${pid}/stat`, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const n = fs.readSync(fd, STAT_BUFFER, 0, STAT_BUFFER.length, 0);
+    return parseProcStat(STAT_BUFFER.toString("latin1", 0, n));
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Whether the init process recorded in state.json is alive
+ * (runc 1.1.5 `libcontainer/container_linux.go` runType; main `hasInit`):
+ * `/proc/PID/stat` parses, its start time equals `init_process_start` (so a
+ * reused pid reads as dead), and its state is neither `Z` (zombie) nor `X` (dead).
+ * A stopped (`T`) process counts as alive.
+ *
+ * @param pid `init_process_pid`
+ * @param startTime `init_process_start`, clock ticks since boot
+ */
+export function isInitAlive(pid: number, startTime: number): boolean {
+  const st = readProcStat(pid);
+  return st !== undefined && st.startTime === startTime && st.state !== "Z" && st.state !== "X";
+}

@@ -1,0 +1,200 @@
+import { RuntimeError } from "./errors.js";
+
+/** Largest state.json read, in bytes (16 MiB). runc writes a few KiB; more is corruption or an attack. */
+export const MAX_STATE_FILE_BYTES = 16 * 1024 * 1024;
+
+/** A point in time with nanosecond precision, as RFC 3339 keeps it (`seconds` since the Unix epoch, UTC). */
+export interface Instant {
+  /** Whole seconds since 1970-01-01T00:00:00Z (may be negative: `0001-01-01` is -62135596800). */
+  seconds: number;
+  /** Nanoseconds, 0..999,999,999. */
+  nanos: number;
+  /** The text as state.json had it (offset preserved), e.g. `2026-11-29T15:23:59.278308126Z`. */
+  text: string;
+}
+
+/** Go's zero `time.Time`, which runc prints for a missing `created`. */
+export const ZERO_TIME: Instant = { seconds: -62135596800, nanos: 0, text: "0001-01-01T00:00:00Z" };
+
+/**
+ * The fields of runc's state.json that runc-shim uses, validated
+ * (runc 1.1.5 `libcontainer/container_linux.go` State + `configs.Config`).
+ */
+export interface ContainerStateRecord {
+  /** `init_process_pid`: the init process id (0 when absent; may be <= 0, which reads as dead). */
+  initProcessPid: number;
+  /** `init_process_start`: start time of the init process, field 22 of /proc/PID/stat, in clock ticks since boot. */
+  initProcessStart: number;
+  /** `created`, parsed. {@link ZERO_TIME} when absent. */
+  created: Instant;
+  /** `config.labels`: `key=value` strings; runc writes the spec annotations then `bundle=<dir>`. */
+  labels: readonly string[];
+  /** `config.rootfs`: absolute path of the root filesystem ("" when absent). */
+  rootfs: string;
+  /** `config.version`: the runtime-spec version runc was built with ("" when absent). */
+  ociVersion: string;
+  /** `cgroup_paths`: cgroup v1 subsystem -> path, or `""` -> unified path (v2 / hybrid). */
+  cgroupPaths: Readonly<Record<string, string>>;
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/**
+ * Parses an RFC 3339 time as Go's `time.Time.UnmarshalJSON` accepts it, keeping nanoseconds.
+ * @returns the instant, or `undefined` when `text` is not a valid RFC 3339 time
+ */
+export function parseRfc3339(text: string): Instant | undefined {
+  const m = RFC3339.exec(text);
+  if (m === null) return undefined;
+  const [, y, mo, d, h, mi, s, frac = "", zone = "Z"] = m;
+  const year = Number(y), month = Number(mo), day = Number(d), hour = Number(h), min = Number(mi), sec = Number(s);
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || min > 59 || sec > 59) return undefined;
+  const daysInMonth = new Date(Date.UTC(2000, month, 0)).getUTCDate() + (month === 2 && !isLeap(year) ? -1 : 0);
+  if (day > daysInMonth) return undefined;
+  let offsetSeconds = 0;
+  if (zone !== "Z" && zone !== "z") {
+    const sign = zone.startsWith("-") ? -1 : 1;
+    const oh = Number(zone.slice(1, 3)), om = Number(zone.slice(4, 6));
+    if (oh > 23 || om > 59) return undefined;
+    offsetSeconds = sign * (oh * 3600 + om * 60);
+  }
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, min, sec, 0);
+  return {
+    seconds: Math.floor(date.getTime() / 1000) - offsetSeconds,
+    nanos: frac === "" ? 0 : Number(frac.padEnd(9, "0")),
+    text,
+  };
+}
+
+function isLeap(y: number): boolean {
+  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  return typeof v;
+}
+
+/**
+ * Parses the first JSON value of `text`, ignoring what follows it, as Go's
+ * `json.Decoder.Decode` does (runc 1.1.5 `loadState`).
+ * @throws SyntaxError when there is no complete first value
+ */
+function parseFirstJsonValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    // V8: "Unexpected non-whitespace character after JSON at position N"
+    const m = e instanceof SyntaxError ? /after JSON at position (\d+)/.exec(e.message) : null;
+    if (m === null) throw e;
+    return JSON.parse(text.slice(0, Number(m[1])));
+  }
+}
+
+/**
+ * Validates the bytes of a state.json into a {@link ContainerStateRecord}.
+ *
+ * Rules (runc 1.1.5 `loadState` + Go's JSON decoding, and the project's own
+ * decisions): the first JSON value must be an object (`null` is rejected where
+ * runc panics); `init_process_pid` an integer; `init_process_start` a
+ * non-negative integer; `created` an RFC 3339 string; `config` an object with a
+ * `cgroups` object (runc: `cgroups/manager.New: config must not be nil`);
+ * `config.labels` an array of strings; `config.rootfs` and `config.version`
+ * strings; `cgroup_paths` an object of strings. Absent fields take Go's zero
+ * values; unknown fields are ignored.
+ *
+ * @param file path of the state.json, used in messages
+ * @param bytes its content (at most {@link MAX_STATE_FILE_BYTES})
+ * @throws {RuntimeError} `SystemError` (gRPC INTERNAL): `<file>: <problem>`
+ */
+export function parseStateFile(file: string, bytes: Uint8Array): ContainerStateRecord {
+  const fail = (problem: string): never => {
+    throw new RuntimeError("SystemError", `${file}: ${problem}`);
+  };
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  if (text.trim() === "") fail("state file is empty (EOF)");
+  let doc: unknown;
+  try {
+    doc = parseFirstJsonValue(text);
+  } catch (e) {
+    fail(`invalid JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    return fail(`state must be a JSON object, got ${typeName(doc)}`);
+  }
+  const state = doc as Record<string, unknown>;
+
+  const integer = (key: string, min: number): number => {
+    const v = state[key];
+    if (v === undefined || v === null) return 0;
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) {
+      fail(`field ${key} must be ${min === 0 ? "a non-negative" : "an"} integer, got ${typeName(v)} ${JSON.stringify(v)}`);
+    }
+    return v as number;
+  };
+  const initProcessPid = integer("init_process_pid", Number.MIN_SAFE_INTEGER);
+  const initProcessStart = integer("init_process_start", 0);
+
+  let created = ZERO_TIME;
+  if (state.created !== undefined && state.created !== null) {
+    if (typeof state.created !== "string") fail(`field created must be an RFC 3339 string, got ${typeName(state.created)}`);
+    const parsed = parseRfc3339(state.created as string);
+    if (parsed === undefined) fail(`field created is not an RFC 3339 time: ${JSON.stringify(state.created).slice(0, 80)}`);
+    created = parsed as Instant;
+  }
+
+  const config = state.config;
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    return fail(`field config must be an object, got ${typeName(config)}`);
+  }
+  const cfg = config as Record<string, unknown>;
+  if (typeof cfg.cgroups !== "object" || cfg.cgroups === null || Array.isArray(cfg.cgroups)) {
+    fail(`field config.cgroups must be an object, got ${typeName(cfg.cgroups)} (cgroups/manager.New: config must not be nil)`);
+  }
+  const str = (key: string): string => {
+    const v = cfg[key];
+    if (v === undefined || v === null) return "";
+    if (typeof v !== "string") fail(`field config.${key} must be a string, got ${typeName(v)}`);
+    return v as string;
+  };
+  let labels: string[] = [];
+  if (cfg.labels !== undefined && cfg.labels !== null) {
+    if (!Array.isArray(cfg.labels) || !cfg.labels.every((l) => typeof l === "string")) {
+      fail("field config.labels must be an array of strings");
+    }
+    labels = cfg.labels as string[];
+  }
+  const cgroupPaths: Record<string, string> = Object.create(null) as Record<string, string>;
+  const cp = state.cgroup_paths;
+  if (cp !== undefined && cp !== null) {
+    if (typeof cp !== "object" || Array.isArray(cp)) fail(`field cgroup_paths must be an object, got ${typeName(cp)}`);
+    for (const [k, v] of Object.entries(cp as Record<string, unknown>)) {
+      if (typeof v !== "string") fail(`field cgroup_paths.${k.slice(0, 40)} must be a string, got ${typeName(v)}`);
+      cgroupPaths[k] = v as string;
+    }
+  }
+  return { initProcessPid, initProcessStart, created, labels, rootfs: str("rootfs"), ociVersion: str("version"), cgroupPaths };
+}
+
+/**
+ * Splits runc's labels into the bundle and the annotations
+ * (runc 1.1.5 `libcontainer/utils/utils.go` Annotations): each label is split at
+ * its first `=`; labels with no `=` are skipped; `bundle` sets the bundle (last
+ * wins); any other key becomes an annotation (later duplicates win).
+ */
+export function splitLabels(labels: readonly string[]): { bundle: string; annotations: Record<string, string> } {
+  let bundle = "";
+  const annotations: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const label of labels) {
+    const eq = label.indexOf("=");
+    if (eq === -1) continue;
+    const key = label.slice(0, eq);
+    const value = label.slice(eq + 1);
+    if (key === "bundle") bundle = value;
+    else annotations[key] = value;
+  }
+  return { bundle, annotations };
+}

@@ -1,0 +1,31 @@
+import type { FreezerState } from "./freezer.js";
+
+/**
+ * A container's status, derived, never stored (runc 1.1.5
+ * `libcontainer/container.go` Status; `pausing` is reported where runc would loop).
+ */
+export type ContainerStatus = "created" | "running" | "pausing" | "paused" | "stopped";
+
+/** The facts status derivation reads, each from its own source. */
+export interface StatusFacts {
+  /** From the cgroup freezer (`freezer.state` / `cgroup.freeze`). */
+  freezer: FreezerState;
+  /** From `/proc/PID/stat`: pid exists, start time matches, state not Z or X. */
+  initAlive: boolean;
+  /** `stat(<state dir>/exec.fifo)` succeeds (follows symlinks, any file type). */
+  execFifoExists: boolean;
+}
+
+/**
+ * Derives the status from the facts, in runc's order
+ * (runc 1.1.5 `libcontainer/container_linux.go` refreshState): the freezer
+ * first (`frozen` -> paused, `freezing` -> pausing, whatever the init process
+ * is doing), then stopped unless the init process is alive, then created while
+ * the exec fifo exists, else running.
+ */
+export function deriveStatus(facts: StatusFacts): ContainerStatus {
+  if (facts.freezer === "frozen") return "paused";
+  if (facts.freezer === "freezing") return "pausing";
+  if (!facts.initAlive) return "stopped";
+  return facts.execFifoExists ? "created" : "running";
+}

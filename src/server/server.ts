@@ -1,0 +1,150 @@
+import fs from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { ShimServiceService } from "../../gen/ts/runcshim/v1/shim.js";
+import { StateRoot, checkStateRoot } from "../runtime/container.js";
+import { ShimHealth } from "./health.js";
+import { addReflection } from "./reflection.js";
+import { createShimService } from "./service.js";
+import { SocketAddressError, prepareSocketPath, secureSocket } from "./socket.js";
+import { CallTracker } from "./unary.js";
+
+/** What {@link startShimServer} needs. */
+export interface ServerConfig {
+  /** Absolute path of the state root (already prepared). */
+  root: string;
+  /** Absolute path of the Unix socket. */
+  socketPath: string;
+  /** Group given access to the socket (mode 0660), or undefined for 0600. */
+  socketGroup?: string;
+  /** Bound of a Start with no client deadline, in ms. */
+  startTimeoutMs: number;
+}
+
+/** A running server. */
+export interface RunningServer {
+  /** The grpc-js server. */
+  server: grpc.Server;
+  /** The health service (NOT_SERVING once shutdown begins). */
+  health: ShimHealth;
+  /**
+   * Graceful shutdown: health NOT_SERVING, new calls refused, in-flight calls
+   * finish (at most `timeoutMs`, then forced), the socket file removed.
+   * @returns `true` when it finished in time, `false` when it was forced
+   */
+  shutdown(timeoutMs: number): Promise<boolean>;
+  /** Immediate shutdown: cancels every call and removes the socket file. */
+  forceShutdown(): void;
+}
+
+function bind(server: grpc.Server, socketPath: string): Promise<void> {
+  // The socket must never be reachable by others, not even between bind and chmod.
+  const previous = process.umask(0o177);
+  return new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => {
+      process.umask(previous);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+/**
+ * Builds the server (ShimService, grpc.health.v1.Health, reflection v1 and
+ * v1alpha), binds it on the Unix socket as containerd's shim does (stale socket
+ * removed and bind retried once, a live one refused, mode 0600 or 0660 before
+ * the first call can be served) and returns a handle to shut it down.
+ *
+ * @throws {SocketAddressError} `address in use by a running server`, a non-socket at the path
+ */
+export async function startShimServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
+  const root = new StateRoot(config.root);
+  const tracker = new CallTracker();
+  const health = new ShimHealth(() => {
+    try {
+      checkStateRoot(config.root);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const build = (): grpc.Server => {
+    const server = new grpc.Server();
+    server.addService(ShimServiceService, createShimService({ root, log, tracker, startTimeoutMs: config.startTimeoutMs }));
+    health.addToServer(server);
+    addReflection(server);
+    return server;
+  };
+
+  let server = build();
+  await prepareSocketPath(config.socketPath);
+  try {
+    await bind(server, config.socketPath);
+  } catch (e) {
+    // Lost a race with another process for the path: decide again once, on a fresh server
+    // (grpc-js caches a failed bind on the Server object).
+    server.forceShutdown();
+    await prepareSocketPath(config.socketPath);
+    server = build();
+    try {
+      await bind(server, config.socketPath);
+    } catch (e2) {
+      server.forceShutdown();
+      throw new SocketAddressError(`cannot listen on ${config.socketPath}: ${(e2 as Error).message}`);
+    }
+    void e;
+  }
+  let socketIno: number | undefined;
+  try {
+    secureSocket(config.socketPath, config.socketGroup);
+    socketIno = fs.statSync(config.socketPath).ino;
+  } catch (e) {
+    server.forceShutdown();
+    fs.rmSync(config.socketPath, { force: true });
+    throw e;
+  }
+
+  const removeSocket = (): void => {
+    const st = fs.lstatSync(config.socketPath, { throwIfNoEntry: false });
+    if (st !== undefined && st.ino === socketIno) fs.rmSync(config.socketPath, { force: true });
+  };
+  let shutdownPromise: Promise<boolean> | undefined;
+  const running: RunningServer = {
+    server,
+    health,
+    shutdown(timeoutMs) {
+      shutdownPromise ??= new Promise<boolean>((resolve) => {
+        health.shutdown();
+        const timer = setTimeout(() => {
+          if (finished) return;
+          finished = true;
+          server.forceShutdown();
+          removeSocket();
+          resolve(false);
+        }, timeoutMs);
+        let finished = false;
+        const finish = (): void => {
+          if (finished) return;
+          finished = true;
+          clearTimeout(timer);
+          removeSocket();
+          resolve(true);
+        };
+        server.tryShutdown(finish);
+        // Unary calls in flight finish; streams (health Watch) are then cancelled rather than waited for.
+        void tracker.idle().then(() => {
+          if (finished) return;
+          server.forceShutdown();
+          finish();
+        });
+      });
+      return shutdownPromise;
+    },
+    forceShutdown() {
+      health.shutdown();
+      server.forceShutdown();
+      removeSocket();
+    },
+  };
+  return running;
+}

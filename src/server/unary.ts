@@ -1,0 +1,152 @@
+import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type handleUnaryCall } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { RuntimeError, describeError } from "../runtime/errors.js";
+import { toGrpcStatus } from "./errors.js";
+
+/** Margin before the client's deadline at which a call is aborted, so our own DEADLINE_EXCEEDED (with details) goes out first, in ms. */
+export const DEADLINE_MARGIN_MS = 3;
+
+/**
+ * Counts the unary calls in flight, so shutdown can wait for exactly those
+ * (streams such as health Watch never end by themselves).
+ */
+export class CallTracker {
+  private count = 0;
+  private waiters: Array<() => void> = [];
+
+  /** Calls in flight now. */
+  get inFlight(): number {
+    return this.count;
+  }
+
+  /** Marks a call begun; returns the function that marks it done (idempotent). */
+  begin(): () => void {
+    this.count++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.count--;
+      if (this.count === 0) for (const w of this.waiters.splice(0)) w();
+    };
+  }
+
+  /** Resolves when no call is in flight. */
+  idle(): Promise<void> {
+    return this.count === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+}
+
+/** What a handler gets besides its request. */
+export interface CallContext {
+  /**
+   * Aborts when the client cancels, its deadline is about to pass, or the
+   * server-side cap (`capMs`) passes; `reason` is a {@link RuntimeError} of kind
+   * `Cancelled` or `DeadlineExceeded`. Present only for handlers registered with `cancellable`.
+   */
+  signal: AbortSignal | undefined;
+  /** A child logger with `rpc` and `containerId`. */
+  log: Logger;
+}
+
+/** Options of {@link unary}. */
+export interface UnaryOptions<Req> {
+  /** The RPC name for logs, e.g. `Start`. */
+  rpc: string;
+  /** The server's logger; each call gets a child of it. */
+  log: Logger;
+  /** The container id a request is about (logged after validation; cut to 300 characters). */
+  containerIdOf: (req: Req) => string;
+  /** Give the handler an abort signal for cancellation and deadlines. */
+  cancellable?: boolean;
+  /** Server-side bound of a call with no deadline (or a later one), in ms; needs `cancellable`. */
+  capMs?: number;
+  /** Tracks this call while it runs. */
+  tracker?: CallTracker;
+}
+
+/**
+ * Turns an async handler into grpc-js's callback API. Every handler goes
+ * through here: it awaits the handler, catches everything (grpc-js ignores the
+ * promise an async handler returns), responds exactly once through
+ * {@link toGrpcStatus} (the one translation to gRPC status), and logs one line
+ * per call: `rpc`, `containerId`, `code`, `durationMs`, plus `errorKind` and
+ * `err` for failures. The log line is written when the handler settles, also
+ * when the client has gone.
+ */
+export function unary<Req, Res>(
+  opts: UnaryOptions<Req>,
+  handler: (req: Req, ctx: CallContext) => Promise<Res> | Res,
+): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const t0 = performance.now();
+    const done = opts.tracker?.begin();
+    const rawId = opts.containerIdOf(call.request);
+    const containerId = rawId.length > 300 ? `${rawId.slice(0, 300)}...` : rawId;
+    const log = opts.log.child({ rpc: opts.rpc, containerId });
+    let signal: AbortSignal | undefined;
+    let cleanup = (): void => {};
+    if (opts.cancellable) {
+      const ac = new AbortController();
+      signal = ac.signal;
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+      const untilDeadline = Number.isFinite(deadlineMs) ? deadlineMs - Date.now() - DEADLINE_MARGIN_MS : Infinity;
+      const cap = opts.capMs ?? Infinity;
+      const wait = Math.max(0, Math.min(untilDeadline, cap));
+      const timer = Number.isFinite(wait)
+        ? setTimeout(() => {
+            ac.abort(
+              untilDeadline <= cap
+                ? new RuntimeError("DeadlineExceeded", "deadline exceeded before the container's init process signalled")
+                : new RuntimeError("DeadlineExceeded", `start timed out after ${cap} ms (--start-timeout) waiting for the init process`),
+            );
+          }, wait)
+        : undefined;
+      const onCancelled = (): void => {
+        const late = Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - DEADLINE_MARGIN_MS;
+        ac.abort(
+          late
+            ? new RuntimeError("DeadlineExceeded", "deadline exceeded")
+            : new RuntimeError("Cancelled", "call cancelled by the client"),
+        );
+      };
+      call.once("cancelled", onCancelled);
+      cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        call.removeListener("cancelled", onCancelled);
+      };
+    }
+    let answered = false;
+    const respond = (err: unknown, value?: Res): void => {
+      if (answered) return;
+      answered = true;
+      cleanup();
+      done?.();
+      const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+      if (err === undefined) {
+        log.info({ code: "OK", durationMs }, "rpc");
+        callback(null, value);
+        return;
+      }
+      const st = toGrpcStatus(err, rawId === "" ? undefined : containerId);
+      const codeName = GrpcStatus[st.code];
+      if (err instanceof RuntimeError) {
+        const cause = err.cause === undefined ? undefined : describeError(err.cause);
+        log.info({ code: codeName, durationMs, errorKind: err.kind, err: err.message, cause }, "rpc");
+      } else {
+        log.error({ code: codeName, durationMs, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, "rpc failed with a bug");
+      }
+      callback(st, null);
+    };
+    let result: Promise<Res> | Res;
+    try {
+      result = handler(call.request, { signal, log });
+    } catch (e) {
+      respond(e);
+      return;
+    }
+    if (result instanceof Promise) result.then((v) => respond(undefined, v), (e: unknown) => respond(e));
+    else respond(undefined, result);
+  };
+}

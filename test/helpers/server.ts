@@ -1,0 +1,73 @@
+/**
+ * Starts a real runc-shim server process (`node dist/src/main.js serve`, built
+ * by `npm test`) and stops it by its pid.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The built entry point. */
+export const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
+
+/** A server process under test. */
+export interface ServerProcess {
+  proc: ChildProcess;
+  socket: string;
+  /** Everything the server wrote to stderr so far. */
+  stderr: () => string;
+  /** Resolves with the exit code (or signal name) when the process exits. */
+  exited: Promise<number | string>;
+  /** SIGTERM, then SIGKILL after `ms`; resolves with the exit code. */
+  stop: (ms?: number) => Promise<number | string>;
+}
+
+/** Short socket path in a fresh temp dir (well under the 107-byte limit). */
+export function tempSocketPath(): string {
+  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), "rss-")), "shim.sock");
+}
+
+/**
+ * Spawns `runc-shim serve --root root --address socket ...extra` and waits for its "listening" log line.
+ * Rejects if the process exits first (with its stderr).
+ */
+export async function startServer(root: string, extra: string[] = [], opts: { socket?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ServerProcess> {
+  const socket = opts.socket ?? tempSocketPath();
+  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm test does)`);
+  const proc = spawn(process.execPath, [MAIN, "serve", "--root", root, "--address", socket, ...extra], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...opts.env },
+  });
+  let err = "";
+  proc.stderr?.setEncoding("utf8");
+  proc.stderr?.on("data", (d: string) => (err += d));
+  proc.stdout?.resume();
+  const exited = new Promise<number | string>((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 10 s: ${err}`)), 10_000);
+    const onData = (): void => {
+      if (err.includes('"msg":"listening"')) {
+        clearTimeout(timer);
+        proc.stderr?.off("data", onData);
+        resolve();
+      }
+    };
+    proc.stderr?.on("data", onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening: ${err}`));
+    });
+  });
+  const stop = async (ms = 5000): Promise<number | string> => {
+    if (proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined) {
+      process.kill(proc.pid, "SIGTERM");
+      const timer = setTimeout(() => proc.pid !== undefined && proc.exitCode === null && process.kill(proc.pid, "SIGKILL"), ms);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    }
+    return exited;
+  };
+  return { proc, socket, stderr: () => err, exited, stop };
+}
