@@ -74,6 +74,13 @@ export function readCgroupFile(file: string, maxBytes = 64): string | undefined 
 }
 
 /**
+ * Reads a file of a cgroup directory: `(file, maxBytes) => content`, or
+ * `undefined` when absent. {@link readCgroupFile} in production; tests pass a
+ * reader over prepared cgroupfs-like fixtures.
+ */
+export type CgroupReader = (file: string, maxBytes?: number) => string | undefined;
+
+/**
  * The freezer state of a cgroup v1 freezer directory
  * (runc 1.1.5 `libcontainer/cgroups/fs/freezer.go` GetState): `THAWED` ->
  * thawed; `FROZEN` -> frozen if `freezer.self_freezing` is `1` or missing,
@@ -82,8 +89,8 @@ export function readCgroupFile(file: string, maxBytes = 64): string | undefined 
  *
  * @throws {RuntimeError} `SystemError` for an unknown state or self_freezing value, or a path off cgroupfs
  */
-export function freezerStateV1(dir: string): FreezerState {
-  const raw = readCgroupFile(path.join(dir, "freezer.state"));
+export function freezerStateV1(dir: string, read: CgroupReader = readCgroupFile): FreezerState {
+  const raw = read(path.join(dir, "freezer.state"));
   if (raw === undefined) return "undefined";
   switch (raw.trim()) {
     case "THAWED":
@@ -91,7 +98,7 @@ export function freezerStateV1(dir: string): FreezerState {
     case "FREEZING":
       return "freezing";
     case "FROZEN": {
-      const self = readCgroupFile(path.join(dir, "freezer.self_freezing"));
+      const self = read(path.join(dir, "freezer.self_freezing"));
       if (self === undefined) return "frozen";
       if (self.trim() === "1") return "frozen";
       if (self.trim() === "0") return "thawed";
@@ -110,14 +117,14 @@ export function freezerStateV1(dir: string): FreezerState {
  *
  * @throws {RuntimeError} `SystemError` for an unknown `cgroup.freeze` value, or a path off cgroupfs
  */
-export function freezerStateV2(dir: string): FreezerState {
-  const raw = readCgroupFile(path.join(dir, "cgroup.freeze"), 2);
+export function freezerStateV2(dir: string, read: CgroupReader = readCgroupFile): FreezerState {
+  const raw = read(path.join(dir, "cgroup.freeze"), 2);
   if (raw === undefined) return "undefined";
   if (raw === "0\n" || raw === "0") return "thawed";
   if (raw !== "1\n" && raw !== "1") {
     throw new RuntimeError("SystemError", `unknown "cgroup.freeze" state: ${JSON.stringify(raw)}`);
   }
-  const events = readCgroupFile(path.join(dir, "cgroup.events"), 4096);
+  const events = read(path.join(dir, "cgroup.events"), 4096);
   if (events === undefined) return "undefined";
   return events.split("\n").some((l) => l.trim() === "frozen 1") ? "frozen" : "freezing";
 }
