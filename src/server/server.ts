@@ -9,6 +9,9 @@ import { createShimService } from "./service.js";
 import { SocketAddressError, prepareSocketPath, secureSocket } from "./socket.js";
 import { CallTracker } from "./unary.js";
 
+/** After the last unary call answered, how long shutdown lets responses flush before cancelling streams, in ms. */
+export const FLUSH_GRACE_MS = 250;
+
 /** What {@link startShimServer} needs. */
 export interface ServerConfig {
   /** Absolute path of the state root (already prepared). */
@@ -131,11 +134,15 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
           resolve(true);
         };
         server.tryShutdown(finish);
-        // Unary calls in flight finish; streams (health Watch) are then cancelled rather than waited for.
+        // Unary calls in flight finish; streams (health Watch) are then cancelled rather than
+        // waited for, after a moment for the last responses to be flushed to their clients.
         void tracker.idle().then(() => {
           if (finished) return;
-          server.forceShutdown();
-          finish();
+          setTimeout(() => {
+            if (finished) return;
+            server.forceShutdown();
+            finish();
+          }, FLUSH_GRACE_MS);
         });
       });
       return shutdownPromise;

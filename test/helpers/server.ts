@@ -32,7 +32,7 @@ export function tempSocketPath(): string {
  * Spawns `runc-shim serve --root root --address socket ...extra` and waits for its "listening" log line.
  * Rejects if the process exits first (with its stderr).
  */
-export async function startServer(root: string, extra: string[] = [], opts: { socket?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ServerProcess> {
+export async function startServer(root: string, extra: string[] = [], opts: { socket?: string; env?: NodeJS.ProcessEnv; ready?: RegExp } = {}): Promise<ServerProcess> {
   const socket = opts.socket ?? tempSocketPath();
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm test does)`);
   const proc = spawn(process.execPath, [MAIN, "serve", "--root", root, "--address", socket, ...extra], {
@@ -47,7 +47,7 @@ export async function startServer(root: string, extra: string[] = [], opts: { so
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in 10 s: ${err}`)), 10_000);
     const onData = (): void => {
-      if (err.includes('"msg":"listening"')) {
+      if ((opts.ready ?? /"msg":"listening"/).test(err)) {
         clearTimeout(timer);
         proc.stderr?.off("data", onData);
         resolve();
@@ -70,4 +70,25 @@ export async function startServer(root: string, extra: string[] = [], opts: { so
     return exited;
   };
   return { proc, socket, stderr: () => err, exited, stop };
+}
+
+/** Runs `node dist/src/main.js ...args` to completion (at most `timeoutMs`, then SIGKILL); returns its exit code and output. */
+export function runMain(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [MAIN, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...opts.env },
+      uid: opts.uid,
+      gid: opts.gid,
+    });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout?.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    proc.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => proc.pid !== undefined && process.kill(proc.pid, "SIGKILL"), opts.timeoutMs ?? 15_000);
+    proc.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+    });
+  });
 }
