@@ -21,9 +21,47 @@ export async function serve(config: ServeConfig): Promise<number> {
     process.stderr.write(`runc-shim: ${(e as Error).message}\n`);
     return EXIT.USAGE;
   }
+  // Signals are handled from the start, so one that arrives while starting up (or right after
+  // the "listening" line) still shuts down cleanly instead of killing the process.
+  let running: RunningServer | undefined;
+  let signals = 0;
+  let resolveExit!: (code: number) => void;
+  const exit = new Promise<number>((resolve) => (resolveExit = resolve));
+  const stop = (code: number): void => {
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+    resolveExit(code);
+  };
+  const beginShutdown = (server: RunningServer): void => {
+    log.info({ timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
+    void server.shutdown(config.shutdownTimeoutMs).then((graceful) => {
+      log.info({ graceful }, graceful ? "shut down" : "shutdown timed out; calls in flight were cancelled");
+      stop(EXIT.OK);
+    });
+  };
+  function onSignal(signal: NodeJS.Signals): void {
+    signals++;
+    log.info({ signal }, "signal");
+    if (running === undefined) return; // still starting: acted on once the server is up
+    if (signals === 1) beginShutdown(running);
+    else {
+      log.warn({ signal }, "second signal: forcing shutdown");
+      running.forceShutdown();
+      stop(EXIT.OK);
+    }
+  }
+  const onFatal = (e: unknown): void => {
+    log.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, "unexpected error; exiting");
+    running?.forceShutdown();
+    stop(EXIT.FAILURE);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("uncaughtException", onFatal);
+  process.on("unhandledRejection", onFatal);
+
   let root: string;
   let socketPath: string;
-  let running: RunningServer;
   try {
     socketPath = socketPathOf(config.address);
     root = prepareStateRoot(config.root);
@@ -36,39 +74,10 @@ export async function serve(config: ServeConfig): Promise<number> {
     const message = e instanceof Error ? e.message : String(e);
     log.fatal({ err: message }, "cannot serve");
     process.stderr.write(`runc-shim: ${message}\n`);
-    return usage ? EXIT.USAGE : EXIT.FAILURE;
+    stop(usage ? EXIT.USAGE : EXIT.FAILURE);
+    return exit;
   }
   log.info({ address: socketPath, root }, "listening");
-
-  return new Promise<number>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals++;
-      if (signals === 1) {
-        log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
-        void running.shutdown(config.shutdownTimeoutMs).then((graceful) => {
-          log.info({ graceful }, graceful ? "shut down" : "shutdown timed out; calls in flight were cancelled");
-          stop(EXIT.OK);
-        });
-      } else {
-        log.warn({ signal }, "second signal: forcing shutdown");
-        running.forceShutdown();
-        stop(EXIT.OK);
-      }
-    };
-    const onFatal = (e: unknown): void => {
-      log.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, "unexpected error; exiting");
-      running.forceShutdown();
-      stop(EXIT.FAILURE);
-    };
-    const stop = (code: number): void => {
-      process.off("SIGTERM", onSignal);
-      process.off("SIGINT", onSignal);
-      resolve(code);
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
-    process.on("uncaughtException", onFatal);
-    process.on("unhandledRejection", onFatal);
-  });
+  if (signals > 0) beginShutdown(running);
+  return exit;
 }

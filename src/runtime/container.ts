@@ -55,6 +55,12 @@ export interface StartOptions {
   commitWaitMs?: number;
   /** Told when the start is committed (fifo removed) and how the wait after it ended. */
   onCommitted?: (outcome: CommitOutcome) => void;
+  /**
+   * Told how a handshake ended that went on after the call had failed with
+   * `DeadlineExceeded`/`Cancelled`, because the init process had its end of the
+   * fifo open (closing ours would have killed it).
+   */
+  onDetachedEnd?: (result: CommitOutcome | RuntimeError) => void;
 }
 
 /**
@@ -204,6 +210,7 @@ export class StateRoot {
         isInitAlive: () => isInitAlive(pid, startTime),
         signal: opts.signal,
         commitWaitMs: opts.commitWaitMs ?? 60_000,
+        onDetachedEnd: opts.onDetachedEnd,
       }).catch((e: unknown) => {
         if (e instanceof RuntimeError && e.containerId === undefined) {
           throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });

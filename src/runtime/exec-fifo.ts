@@ -19,6 +19,12 @@ export interface HandshakeOptions {
   commitWaitMs: number;
   /** Called once, the moment the byte has been read and the fifo removed (the start is committed). */
   onCommit?: () => void;
+  /**
+   * Called when a handshake the caller gave up on (see `signal`) while the init
+   * process had its end open ends: with the commit outcome if the init process
+   * wrote its byte after all, or with the error that ended the wait.
+   */
+  onDetachedEnd?: (result: CommitOutcome | RuntimeError) => void;
 }
 
 /** How a handshake ended once committed: `exec` (end of file seen), `exited` (init gone) or `timeout`. */
@@ -46,7 +52,10 @@ const alreadyRunning = () => new RuntimeError("ContainerRunning", "cannot start 
  *   reader took it), or the fifo path vanished or was replaced (status then reads running);
  * - `SystemError`: the path is a directory (`read <path>: is a directory`), a regular file, a symlink,
  *   or another I/O error;
- * - `DeadlineExceeded` / `Cancelled`: `signal` aborted first (its reason).
+ * - `DeadlineExceeded` / `Cancelled`: `signal` aborted first (its reason). If at that
+ *   moment the init process has opened its end of the fifo but not written,
+ *   closing ours would kill it with SIGPIPE; the handshake then goes on detached
+ *   from the caller and reports through `onDetachedEnd`.
  */
 export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Promise<CommitOutcome> {
   opts.signal?.throwIfAborted();
@@ -88,25 +97,36 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
 
   return new Promise<CommitOutcome>((resolve, reject) => {
     let committed = false;
-    let settled = false;
-    let received = 0;
+    let settled = false; // the caller has its answer
+    let closed = false; // the fd is closed, timers cleared
+    let detached = false; // the caller gave up while a writer was attached: we keep reading, see onAbort
     let capTimer: NodeJS.Timeout | undefined;
+    let ended = false; // the socket saw end of file (and closes the fd on its own)
 
-    const finish = (result: CommitOutcome | RuntimeError): void => {
+    const settle = (result: CommitOutcome | RuntimeError): void => {
       if (settled) return;
       settled = true;
-      clearInterval(poll);
-      if (capTimer !== undefined) clearTimeout(capTimer);
-      opts.signal?.removeEventListener("abort", onAbort);
-      sock.removeAllListeners("data");
-      sock.removeAllListeners("end");
-      sock.on("error", () => {}); // late errors after destroy are of no interest
-      sock.destroy(); // closes fd
       if (result instanceof RuntimeError) reject(result);
       else resolve(result);
     };
 
+    const finish = (result: CommitOutcome | RuntimeError): void => {
+      if (!closed) {
+        closed = true;
+        clearInterval(poll);
+        if (capTimer !== undefined) clearTimeout(capTimer);
+        opts.signal?.removeEventListener("abort", onAbort);
+        sock.removeAllListeners("data");
+        sock.removeAllListeners("end");
+        sock.on("error", () => {}); // late errors after destroy are of no interest
+        sock.destroy(); // closes fd
+      }
+      if (detached) opts.onDetachedEnd?.(result);
+      settle(result);
+    };
+
     const commit = (): void => {
+      if (committed) return;
       committed = true;
       opts.signal?.removeEventListener("abort", onAbort);
       try {
@@ -121,46 +141,82 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
       capTimer = setTimeout(() => finish("timeout"), opts.commitWaitMs);
     };
 
-    /** A byte may sit in the pipe although the event loop has not delivered it yet. */
-    const pendingByte = (): boolean => {
+    /**
+     * Reads what sits in the pipe now, without waiting for the event loop:
+     * `data` (the byte is here), `writer` (a writer is attached and has not
+     * written), or `none` (no writer).
+     */
+    const probe = (): "data" | "writer" | "none" => {
+      if (ended || closed) return "none"; // the socket may have closed the fd: never read a reused number
       try {
-        const n = fs.readSync(fd, Buffer.alloc(16), 0, 16, null);
-        received += n;
-        return n > 0;
-      } catch {
-        return false; // EAGAIN (writer present, nothing written), EBADF, ...
+        return fs.readSync(fd, Buffer.alloc(16), 0, 16, null) > 0 ? "data" : "none";
+      } catch (e) {
+        return isErrno(e, "EAGAIN") ? "writer" : "none";
       }
     };
 
     const onAbort = (): void => {
-      if (committed) return;
+      if (committed || settled) return;
       const reason: unknown = opts.signal?.reason;
-      finish(reason instanceof RuntimeError ? reason : new RuntimeError("Cancelled", "start cancelled"));
+      const error = reason instanceof RuntimeError ? reason : new RuntimeError("Cancelled", "start cancelled");
+      switch (probe()) {
+        case "data":
+          commit(); // the byte came just in time: the start happened
+          return;
+        case "writer":
+          // The init process has opened its end and not yet written (it may be stopped right
+          // there). Closing our end now would kill it with SIGPIPE when it writes, so the caller
+          // gets its answer and we keep the fifo open until the init writes or dies.
+          detached = true;
+          settle(error);
+          return;
+        case "none":
+          finish(error);
+      }
     };
 
+    // Linux reports no EPOLLHUP to a reader that opened the fifo after the writer did (pipe_poll
+    // compares f_version with w_counter): when another reader (a racing `runc start`) released
+    // the init process first, end of file never wakes the event loop. So the poll also reads:
+    // a writer seen and then gone is end of file.
+    let sawWriter = false;
+    let writerGoneTicks = 0;
     const poll = setInterval(() => {
       if (committed) {
-        if (!opts.isInitAlive()) finish("exited");
+        if (probe() === "none") finish("exec");
+        else if (!opts.isInitAlive()) finish("exited");
         return;
       }
-      if (!opts.isInitAlive()) {
-        if (pendingByte()) commit();
-        else finish(dead());
+      const alive = opts.isInitAlive();
+      const now = probe();
+      if (now === "data") {
+        commit();
         return;
       }
-      if (!pathIsOurs()) {
-        if (pendingByte()) commit();
-        else finish(alreadyRunning());
+      if (!alive) {
+        finish(dead());
+        return;
       }
+      if (now === "writer") {
+        sawWriter = true;
+        writerGoneTicks = 0;
+      } else if (sawWriter && ++writerGoneTicks >= 2) {
+        // The writer came and went without a byte for us. Decided a poll later, because an
+        // exiting init closes its fds before /proc shows it dead: alive now means its byte went
+        // to another reader (the container runs); otherwise it died.
+        finish(alreadyRunning());
+        return;
+      }
+      if (!pathIsOurs()) finish(alreadyRunning());
     }, LIVENESS_POLL_MS);
 
     sock.on("data", (chunk: Buffer) => {
-      received += chunk.length;
-      if (!committed && received > 0) commit();
+      if (chunk.length > 0) commit();
     });
     sock.on("end", () => {
+      ended = true;
       if (committed) finish("exec");
-      else finish(opts.isInitAlive() ? alreadyRunning() : dead());
+      else sawWriter = true; // the poll decides between dead and already running
     });
     sock.on("error", (e) => {
       if (committed) finish("exec");

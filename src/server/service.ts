@@ -63,6 +63,10 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
           signal: ctx.signal,
           commitWaitMs: opts.startTimeoutMs,
           onCommitted: (outcome) => ctx.log.debug({ outcome }, "start committed: exec fifo consumed and removed"),
+          onDetachedEnd: (result) =>
+            typeof result === "string"
+              ? ctx.log.warn({ outcome: result }, "start committed after the call had ended: the init process wrote its byte late")
+              : ctx.log.info({ errorKind: result.kind, err: result.message }, "detached exec fifo wait ended without a start"),
         });
         return { pid };
       },

@@ -14,3 +14,10 @@ export function skipRunc(): boolean {
   console.warn(`skipping runc tests: ${why}`);
   return true;
 }
+
+/** SIGSTOPs a process and waits until /proc says it is stopped (T), so the stop has taken effect. */
+export async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, "SIGSTOP");
+  const { procState, waitFor } = await import("../../scripts/lib/runc.js");
+  await waitFor(() => procState(pid) === "T", 5000, `pid ${pid} to stop`);
+}

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError } from "../../src/client/client.js";
 import { healthClient } from "../helpers/health.js";
-import { RuncFixture, skipRunc, waitFor } from "../helpers/runc.js";
+import { RuncFixture, skipRunc, waitFor, stopProcess } from "../helpers/runc.js";
 import { runMain, startServer, tempSocketPath } from "../helpers/server.js";
 
 const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "rsd-"));
@@ -134,7 +134,7 @@ describe.skipIf(skipRunc())("runc-shim as a node daemon", () => {
       health.watch("", (s) => statuses.push(s));
       const id = fx.create();
       const pid = fx.initPid(id);
-      process.kill(pid, "SIGSTOP");
+      await stopProcess(pid);
       const start = shim.start(id, { deadlineMs: 10_000 });
       await new Promise((r) => setTimeout(r, 200));
       process.kill(server.proc.pid!, "SIGTERM");
@@ -154,7 +154,7 @@ describe.skipIf(skipRunc())("runc-shim as a node daemon", () => {
     it("bounds the wait by --shutdown-timeout, even with a health Watch open; a second signal forces at once", async () => {
       const id = fx.create();
       const pid = fx.initPid(id);
-      process.kill(pid, "SIGSTOP");
+      await stopProcess(pid);
       try {
         const server = await startServer(fx.root, ["--shutdown-timeout", "700ms"]);
         const shim = createShimClient(server.socket);

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ShimClient } from "../../src/client/client.js";
-import { RuncFixture, procState, skipRunc, uniqueId, waitFor } from "../helpers/runc.js";
+import { RuncFixture, procState, skipRunc, uniqueId, waitFor, stopProcess } from "../helpers/runc.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
 async function outcome(p: Promise<unknown>): Promise<{ ok: true; value: unknown } | { ok: false; e: ShimError }> {
@@ -52,7 +52,7 @@ describe.skipIf(skipRunc())("Start and State under faults (real runc)", () => {
     const stoppedIds = Array.from({ length: 6 }, () => fx.create());
     const deadIds = Array.from({ length: 4 }, () => fx.create());
     const probe = fx.create();
-    for (const id of stoppedIds) process.kill(fx.initPid(id), "SIGSTOP");
+    await Promise.all(stoppedIds.map((id) => stopProcess(fx.initPid(id))));
     for (const id of deadIds) process.kill(fx.initPid(id), "SIGKILL");
     const all = [...stoppedIds, ...deadIds];
     const starts = Array.from({ length: 100 }, (_, i) => outcome(shim.start(all[i % all.length]!, { deadlineMs: 2500 })));
@@ -88,7 +88,7 @@ describe.skipIf(skipRunc())("Start and State under faults (real runc)", () => {
   it("init killed while Start waits: fails within 100 ms of the death, fifo left, State STOPPED", async () => {
     const id = fx.create();
     const pid = fx.initPid(id);
-    process.kill(pid, "SIGSTOP");
+    await stopProcess(pid);
     const pending = outcome(shim.start(id, { deadlineMs: 10_000 }));
     await new Promise((r) => setTimeout(r, 300));
     const killedAt = performance.now();
@@ -105,7 +105,7 @@ describe.skipIf(skipRunc())("Start and State under faults (real runc)", () => {
   it("honours the client's deadline and cancellation: nothing changes, and a later Start still works", async () => {
     const id = fx.create();
     const pid = fx.initPid(id);
-    process.kill(pid, "SIGSTOP");
+    await stopProcess(pid);
     const t0 = performance.now();
     const e = await failure(shim.start(id, { deadlineMs: 300 }));
     expect(e.codeName).toBe("DEADLINE_EXCEEDED");
@@ -133,7 +133,7 @@ describe.skipIf(skipRunc())("Start and State under faults (real runc)", () => {
     const client = createShimClient(capped.socket);
     try {
       const id = fx.create();
-      process.kill(fx.initPid(id), "SIGSTOP");
+      await stopProcess(fx.initPid(id));
       const t0 = performance.now();
       const e = await failure(client.start(id));
       expect([e.codeName, e.reason]).toEqual(["DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"]);
@@ -184,7 +184,7 @@ describe.skipIf(skipRunc())("Start and State under faults (real runc)", () => {
 
   it("exec.fifo removed while Start waits: the wait ends with already running", async () => {
     const id = fx.create();
-    process.kill(fx.initPid(id), "SIGSTOP");
+    await stopProcess(fx.initPid(id));
     const pending = outcome(shim.start(id, { deadlineMs: 5000 }));
     await new Promise((r) => setTimeout(r, 200));
     fs.rmSync(fifoOf(id));

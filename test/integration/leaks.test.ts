@@ -10,7 +10,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ShimClient } from "../../src/client/client.js";
 import { startShimServer, type RunningServer } from "../../src/server/server.js";
-import { RuncFixture, skipRunc } from "../helpers/runc.js";
+import { RuncFixture, skipRunc, stopProcess } from "../helpers/runc.js";
 import { startServer, tempSocketPath } from "../helpers/server.js";
 
 const fdCount = (pid: number | "self") => fs.readdirSync(`/proc/${pid}/fd`).length;
@@ -25,13 +25,13 @@ describe.skipIf(skipRunc())("no leaks after 1,000 mixed calls", () => {
   let fx: RuncFixture;
   const ids: Record<string, string> = {};
 
-  beforeAll(() => {
+  beforeAll(async () => {
     fx = new RuncFixture();
     ids.created = fx.create();
     ids.running = fx.create();
     fx.runc("start", ids.running);
     ids.stoppedInit = fx.create();
-    process.kill(fx.initPid(ids.stoppedInit), "SIGSTOP");
+    await stopProcess(fx.initPid(ids.stoppedInit));
     ids.dead = fx.create();
     process.kill(fx.initPid(ids.dead), "SIGKILL");
     ids.fifoDir = fx.create();
