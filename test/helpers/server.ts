@@ -23,9 +23,14 @@ export interface ServerProcess {
   stop: (ms?: number) => Promise<number | string>;
 }
 
-/** Short socket path in a fresh temp dir (well under the 107-byte limit). */
+const tempDirs = new Set<string>();
+
+/** Short socket path in a fresh temp dir (well under the 107-byte limit); the dir is removed when the test process exits. */
 export function tempSocketPath(): string {
-  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), "rss-")), "shim.sock");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rss-"));
+  if (tempDirs.size === 0) process.once("exit", () => tempDirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  tempDirs.add(dir);
+  return path.join(dir, "shim.sock");
 }
 
 /**

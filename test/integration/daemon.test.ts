@@ -13,14 +13,22 @@ import { healthClient } from "../helpers/health.js";
 import { RuncFixture, skipRunc, waitFor, stopProcess } from "../helpers/runc.js";
 import { runMain, startServer, tempSocketPath } from "../helpers/server.js";
 
-const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "rsd-"));
+const madeDirs: string[] = [];
+const tmpDir = (): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rsd-"));
+  madeDirs.push(dir);
+  return dir;
+};
 
 describe.skipIf(skipRunc())("runc-shim as a node daemon", () => {
   let fx: RuncFixture;
   beforeAll(() => {
     fx = new RuncFixture();
   });
-  afterAll(() => fx?.cleanup());
+  afterAll(() => {
+    fx?.cleanup();
+    for (const d of madeDirs) fs.rmSync(d, { recursive: true, force: true });
+  });
 
   describe("health", () => {
     it('"" and runcshim.v1.ShimService follow the state root; unknown services are NOT_FOUND', async () => {
@@ -69,16 +77,22 @@ describe.skipIf(skipRunc())("runc-shim as a node daemon", () => {
     it("creates the parent 0700, binds 0600, and 0660 with --socket-group", async () => {
       const socket = path.join(tmpDir(), "sub", "dir", "shim.sock");
       const server = await startServer(fx.root, [], { socket });
-      expect(fs.statSync(path.dirname(socket)).mode & 0o777).toBe(0o700);
-      expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
-      expect(await server.stop()).toBe(0);
+      try {
+        expect(fs.statSync(path.dirname(socket)).mode & 0o777).toBe(0o700);
+        expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
+      } finally {
+        expect(await server.stop()).toBe(0);
+      }
       expect(fs.existsSync(socket)).toBe(false);
 
       const grouped = await startServer(fx.root, ["--socket-group", "nogroup"]);
-      const st = fs.statSync(grouped.socket);
-      expect(st.mode & 0o777).toBe(0o660);
-      expect(st.gid).toBe(Number(spawnSync("getent", ["group", "nogroup"], { encoding: "utf8" }).stdout.split(":")[2]));
-      await grouped.stop();
+      try {
+        const st = fs.statSync(grouped.socket);
+        expect(st.mode & 0o777).toBe(0o660);
+        expect(st.gid).toBe(Number(spawnSync("getent", ["group", "nogroup"], { encoding: "utf8" }).stdout.split(":")[2]));
+      } finally {
+        await grouped.stop();
+      }
       const bad = await runMain(["serve", "--root", fx.root, "--address", tempSocketPath(), "--socket-group", "no-such-group-xyz"]);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toMatch(/no such group/);

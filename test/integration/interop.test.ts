@@ -1,0 +1,408 @@
+/**
+ * Interop with a client in another language (Python grpcio, Debian
+ * python3-grpcio + python3-grpc-tools): the Python client's view of every call
+ * must equal the TypeScript client's, and a strict reflection client (what
+ * grpcurl does) must be able to link the reflected descriptors and call the
+ * service from them. Real runc containers, a real server process.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createShimClient, ShimError, type ContainerStateView, type ShimClient } from "../../src/client/client.js";
+import { RuncFixture, skipRunc, waitFor } from "../helpers/runc.js";
+import { startServer, type ServerProcess } from "../helpers/server.js";
+
+/** Debian's Python, which has python3-grpcio (the `python3` on PATH may be another one). */
+const PYTHON = "/usr/bin/python3";
+const INTEROP_PY = fileURLToPath(new URL("../interop/interop.py", import.meta.url));
+const REFLECTION_PY = fileURLToPath(new URL("../interop/reflection.py", import.meta.url));
+/** Per-test bound: each Python run generates its stubs first (about a second on an idle machine). */
+const TEST_TIMEOUT_MS = 90_000;
+
+/** Why the Python interop tests cannot run here, or undefined when they can. */
+function pythonGrpcUnavailable(): string | undefined {
+  const r = spawnSync(PYTHON, ["-c", "import grpc, grpc_tools, google.protobuf"], { encoding: "utf8", env: pythonEnv() });
+  if (r.error !== undefined) return `${PYTHON} cannot run (${r.error.message}); apt-get install -y python3-grpcio python3-grpc-tools`;
+  if (r.status !== 0) return `${PYTHON} lacks grpc (apt-get install -y python3-grpcio python3-grpc-tools): ${r.stderr.trim().split("\n").pop()}`;
+  return undefined;
+}
+
+/**
+ * Whether to skip the Python tests: never under CI=true (missing python grpc
+ * then fails the run), otherwise when it is missing, with a message saying what
+ * to install. Same pattern as `skipRunc`.
+ */
+function skipPython(): boolean {
+  const why = pythonGrpcUnavailable();
+  if (why === undefined) return false;
+  if (process.env.CI === "true") throw new Error(`CI=true but ${why}`);
+  console.warn(`skipping Python interop tests: ${why}`);
+  return true;
+}
+
+/** The environment for Debian's Python: no PYTHONPATH or user site from another Python. */
+function pythonEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONNOUSERSITE: "1", PYTHONDONTWRITEBYTECODE: "1" };
+  delete env.PYTHONPATH;
+  delete env.PYTHONHOME;
+  return env;
+}
+
+/** Runs a Python script; resolves with its parsed JSON stdout, rejects (with stderr) on a non-zero exit. */
+function runPython<T>(script: string, args: string[], input = ""): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const proc = spawn(PYTHON, [script, ...args], { stdio: ["pipe", "pipe", "pipe"], env: pythonEnv() });
+    let out = "";
+    let err = "";
+    proc.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    proc.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 60_000);
+    proc.once("error", reject);
+    proc.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code !== 0) {
+        reject(new Error(`${script} exited with ${code ?? signal}: ${err.trim()}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(out) as T);
+      } catch (e) {
+        reject(new Error(`${script} printed no JSON (${(e as Error).message}): ${out}\n${err}`));
+      }
+    });
+    proc.stdin.end(input);
+  });
+}
+
+/** One call of the interop script. */
+interface Case {
+  rpc: "State" | "Start";
+  id: string;
+}
+
+/** A StateResponse in the form both clients print. */
+interface CanonicalState {
+  id: string;
+  bundle: string;
+  pid: number;
+  status: string;
+  rootfs: string;
+  created: { seconds: number; nanos: number };
+  annotations: Record<string, string>;
+  owner: string;
+  ociVersion: string;
+}
+
+/** The outcome of one call, in the form both clients print. */
+type Outcome =
+  | { rpc: string; id: string; ok: true; response: CanonicalState | { pid: number } }
+  | {
+      rpc: string;
+      id: string;
+      ok: false;
+      code: string;
+      message: string;
+      errorInfo: { reason: string; domain: string; metadata: Record<string, string> } | null;
+    };
+
+/** What interop.py prints for a failed call: also the code and message of the google.rpc.Status in the trailer. */
+type PyOutcome = Outcome & { detailsStatus?: { code: number; message: string } | null };
+
+function canonicalState(v: ContainerStateView): CanonicalState {
+  return {
+    id: v.id,
+    bundle: v.bundle,
+    pid: v.pid,
+    status: `CONTAINER_STATUS_${v.status.toUpperCase()}`,
+    rootfs: v.rootfs,
+    created: { seconds: v.createdSeconds, nanos: v.createdNanos },
+    annotations: v.annotations,
+    owner: v.owner,
+    ociVersion: v.ociVersion,
+  };
+}
+
+/** The same cases through the package's TypeScript client (createShimClient). */
+async function tsCalls(shim: ShimClient, cases: Case[]): Promise<Outcome[]> {
+  const out: Outcome[] = [];
+  for (const c of cases) {
+    try {
+      const response = c.rpc === "State" ? canonicalState(await shim.state(c.id, { deadlineMs: 20_000 })) : { pid: await shim.start(c.id, { deadlineMs: 20_000 }) };
+      out.push({ rpc: c.rpc, id: c.id, ok: true, response });
+    } catch (e) {
+      if (!(e instanceof ShimError)) throw e;
+      const errorInfo = e.reason === undefined ? null : { reason: e.reason, domain: e.domain ?? "", metadata: e.metadata };
+      out.push({ rpc: c.rpc, id: c.id, ok: false, code: e.codeName, message: e.details, errorInfo });
+    }
+  }
+  return out;
+}
+
+/**
+ * The same cases through Python. Checks, for each failure, that the
+ * google.rpc.Status in the trailer has the call's own code and message (the
+ * richer error model requires it), then drops it so the rest compares to TS.
+ */
+async function pyCalls(target: string, cases: Case[]): Promise<Outcome[]> {
+  const results = await runPython<PyOutcome[]>(INTEROP_PY, ["--target", target], JSON.stringify(cases));
+  expect(results).toHaveLength(cases.length);
+  return results.map((r) => {
+    if (!r.ok) {
+      expect(r.detailsStatus, `${r.rpc} ${JSON.stringify(r.id)}: grpc-status-details-bin`).toEqual({
+        code: GrpcStatus[r.code as keyof typeof GrpcStatus],
+        message: r.message,
+      });
+    }
+    const { detailsStatus: _, ...rest } = r;
+    return rest as Outcome;
+  });
+}
+
+/** Python and TypeScript make the same calls; returns both after asserting they are equal. */
+async function bothAgree(target: string, shim: ShimClient, cases: Case[]): Promise<Outcome[]> {
+  const py = await pyCalls(target, cases);
+  const ts = await tsCalls(shim, cases);
+  expect(py).toEqual(ts);
+  return py;
+}
+
+function failed(o: Outcome | undefined): [string, string, string | undefined, string, Record<string, string> | undefined] {
+  if (o === undefined || o.ok) throw new Error(`expected a failure, got ${JSON.stringify(o)}`);
+  return [o.code, o.message, o.errorInfo?.reason, o.errorInfo?.domain ?? "", o.errorInfo?.metadata];
+}
+
+function stateOf(o: Outcome | undefined): CanonicalState {
+  if (o === undefined || !o.ok || !("status" in o.response)) throw new Error(`expected a State response, got ${JSON.stringify(o)}`);
+  return o.response;
+}
+
+/** RFC 3339 (any number of fraction digits) -> seconds and nanos. */
+function parseRfc3339(s: string): { seconds: number; nanos: number } {
+  const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/.exec(s);
+  if (m === null) throw new Error(`not an RFC 3339 UTC time: ${s}`);
+  return { seconds: Date.parse(`${m[1]}Z`) / 1000, nanos: Number((m[2] ?? "").padEnd(9, "0")) };
+}
+
+/** Decided once for both suites (it may throw under CI=true, failing the file). */
+const SKIP = skipRunc() || skipPython();
+
+/** Stops the server and removes the temporary dir `startServer` made for its socket. */
+async function stopServer(server: ServerProcess | undefined): Promise<void> {
+  if (server === undefined) return;
+  await server.stop();
+  fs.rmSync(path.dirname(server.socket), { recursive: true, force: true });
+}
+
+describe.skipIf(SKIP)("Python client interop (grpcio, stubs generated from proto/ at test time)", () => {
+  let fx: RuncFixture;
+  let server: ServerProcess;
+  let shim: ShimClient;
+  let target: string;
+
+  beforeAll(async () => {
+    fx = new RuncFixture("runc-shim-interop-");
+    server = await startServer(fx.root);
+    shim = createShimClient(server.socket);
+    target = `unix://${server.socket}`;
+  });
+
+  afterAll(async () => {
+    shim?.close();
+    await stopServer(server);
+    fx?.cleanup();
+  });
+
+  it("sees the same State of a created container, NOT_FOUND and INVALID_ARGUMENT as the TypeScript client", async () => {
+    const id = fx.create();
+    const missing = "rs-interop-no-such";
+    const long = "x".repeat(256);
+    const cases: Case[] = [
+      { rpc: "State", id },
+      { rpc: "State", id: missing },
+      { rpc: "Start", id: missing },
+      { rpc: "State", id: "a b" },
+      { rpc: "Start", id: "a b" },
+      { rpc: "State", id: "" },
+      { rpc: "Start", id: "" },
+      { rpc: "State", id: "../x" },
+      { rpc: "State", id: long },
+    ];
+    const r = await bothAgree(target, shim, cases);
+
+    const state = stateOf(r[0]);
+    const runcView = fx.state(id) as unknown as { created: string };
+    expect(state).toEqual({
+      id,
+      bundle: fx.bundle,
+      pid: fx.initPid(id),
+      status: "CONTAINER_STATUS_CREATED",
+      rootfs: `${fx.bundle}/rootfs`,
+      created: parseRfc3339(runcView.created),
+      annotations: {},
+      owner: "",
+      ociVersion: "1.0.2-dev",
+    });
+    for (const o of [r[1], r[2]]) {
+      expect(failed(o)).toEqual(["NOT_FOUND", "container does not exist", "CONTAINER_NOT_EXISTS", "runc-shim", { container_id: missing }]);
+    }
+    for (const o of [r[3], r[4]]) {
+      const [code, message, reason, domain, metadata] = failed(o);
+      expect([code, reason, domain, metadata]).toEqual(["INVALID_ARGUMENT", "INVALID_ID_FORMAT", "runc-shim", { container_id: "a b" }]);
+      expect(message).toMatch(/^invalid container ID format: /);
+    }
+    for (const o of [r[5], r[6]]) {
+      const [code, message, reason, domain] = failed(o);
+      expect([code, message, reason, domain]).toEqual(["INVALID_ARGUMENT", "container id cannot be empty", "INVALID_ID_FORMAT", "runc-shim"]);
+    }
+    const [dotCode, , dotReason] = failed(r[7]);
+    expect([dotCode, dotReason]).toEqual(["INVALID_ARGUMENT", "INVALID_ID_FORMAT"]);
+    expect(failed(r[8])[1]).toBe("invalid container ID format: container id is longer than 255 bytes");
+  }, TEST_TIMEOUT_MS);
+
+  it("sees the same Start, running, start-again and stopped answers as the TypeScript client", async () => {
+    const byPython = fx.create();
+    const byTs = fx.create();
+
+    // Start itself changes the container, so each client starts its own and gets that container's init pid.
+    const pyStart = await pyCalls(target, [{ rpc: "Start", id: byPython }]);
+    const tsStart = await tsCalls(shim, [{ rpc: "Start", id: byTs }]);
+    expect(pyStart).toEqual([{ rpc: "Start", id: byPython, ok: true, response: { pid: fx.initPid(byPython) } }]);
+    expect(tsStart).toEqual([{ rpc: "Start", id: byTs, ok: true, response: { pid: fx.initPid(byTs) } }]);
+    expect(fx.state(byPython).status).toBe("running");
+
+    // Everything else both clients ask about both containers.
+    const cases: Case[] = [
+      { rpc: "State", id: byPython },
+      { rpc: "State", id: byTs },
+      { rpc: "Start", id: byPython },
+      { rpc: "Start", id: byTs },
+    ];
+    const running = await bothAgree(target, shim, cases);
+    expect(stateOf(running[0])).toMatchObject({ status: "CONTAINER_STATUS_RUNNING", pid: fx.initPid(byPython) });
+    expect(stateOf(running[1])).toMatchObject({ status: "CONTAINER_STATUS_RUNNING", pid: fx.initPid(byTs) });
+    expect(failed(running[2])).toEqual([
+      "FAILED_PRECONDITION",
+      "cannot start an already running container",
+      "CONTAINER_RUNNING",
+      "runc-shim",
+      { container_id: byPython },
+    ]);
+    expect(failed(running[3])[2]).toBe("CONTAINER_RUNNING");
+
+    for (const id of [byPython, byTs]) fx.runc("kill", id, "KILL");
+    await waitFor(() => fx.state(byPython).status === "stopped" && fx.state(byTs).status === "stopped", 5000, "runc to see both stopped");
+    const stopped = await bothAgree(target, shim, cases);
+    expect(stateOf(stopped[0])).toMatchObject({ status: "CONTAINER_STATUS_STOPPED", pid: 0 });
+    expect(stateOf(stopped[1])).toMatchObject({ status: "CONTAINER_STATUS_STOPPED", pid: 0 });
+    expect(failed(stopped[2])).toEqual([
+      "FAILED_PRECONDITION",
+      "cannot start a container that has stopped",
+      "CONTAINER_STOPPED",
+      "runc-shim",
+      { container_id: byPython },
+    ]);
+  }, TEST_TIMEOUT_MS);
+});
+
+/** What reflection.py prints (see its main()). */
+interface ReflectionReport {
+  reflection: Record<
+    "v1" | "v1alpha",
+    {
+      services: string[];
+      trail: Array<{ file_containing_symbol?: string; file_by_filename?: string; served: string[] }>;
+      files: Array<{ name: string; package: string; syntax: string; dependency: string[] }>;
+      shimFile: string;
+      negativeControl: { rejected: boolean; error: string | null };
+    }
+  >;
+  sameFilesInV1AndV1alpha: boolean;
+  descriptor: { createdType: string | null; createdTypeFile: string | null; statusType: string; annotationsIsMap: boolean };
+  state: {
+    method: string;
+    id: string;
+    pid: number;
+    status: string;
+    bundle: string;
+    rootfs: string;
+    created: { seconds: number; nanos: number; type: string };
+    annotations: Record<string, string>;
+    owner: string;
+    ociVersion: string;
+  };
+  stateJson: Record<string, unknown>;
+  health: Record<string, { status?: string; code?: string; message?: string }>;
+}
+
+describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, from Python", () => {
+  let fx: RuncFixture;
+  let server: ServerProcess;
+  let shim: ShimClient;
+
+  beforeAll(async () => {
+    fx = new RuncFixture("runc-shim-reflection-");
+    server = await startServer(fx.root);
+    shim = createShimClient(server.socket);
+  });
+
+  afterAll(async () => {
+    shim?.close();
+    await stopServer(server);
+    fx?.cleanup();
+  });
+
+  it("links the reflected files strictly and calls State and Health from them", async () => {
+    const id = fx.create();
+    const report = await runPython<ReflectionReport>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--id", id]);
+
+    for (const version of ["v1", "v1alpha"] as const) {
+      const r = report.reflection[version];
+      expect(r.services, version).toEqual(expect.arrayContaining(["runcshim.v1.ShimService", "grpc.health.v1.Health"]));
+      expect(r.shimFile).toBe("runcshim/v1/shim.proto");
+      const shimFile = r.files.find((f) => f.name === "runcshim/v1/shim.proto");
+      expect(shimFile).toEqual({ name: "runcshim/v1/shim.proto", package: "runcshim.v1", syntax: "proto3", dependency: ["google/protobuf/timestamp.proto"] });
+      // Linked in dependency order: the import before the file importing it.
+      const names = r.files.map((f) => f.name);
+      expect(names.indexOf("google/protobuf/timestamp.proto")).toBeLessThan(names.indexOf("runcshim/v1/shim.proto"));
+      expect(r.files.every((f) => f.syntax === "proto3")).toBe(true);
+      // The dependency was fetched by its own name, as grpcurl does.
+      expect(r.trail).toContainEqual({ file_by_filename: "google/protobuf/timestamp.proto", served: expect.arrayContaining(["google/protobuf/timestamp.proto"]) });
+      // The pool really is strict: shim.proto alone does not link.
+      expect(r.negativeControl.rejected).toBe(true);
+    }
+    expect(report.sameFilesInV1AndV1alpha).toBe(true);
+    expect(report.descriptor).toEqual({
+      createdType: "google.protobuf.Timestamp",
+      createdTypeFile: "google/protobuf/timestamp.proto",
+      statusType: "runcshim.v1.ContainerStatus",
+      annotationsIsMap: true,
+    });
+
+    const view = await shim.state(id);
+    expect(report.state).toEqual({
+      method: "/runcshim.v1.ShimService/State",
+      id,
+      pid: view.pid,
+      status: "CONTAINER_STATUS_CREATED",
+      bundle: view.bundle,
+      rootfs: view.rootfs,
+      created: { seconds: view.createdSeconds, nanos: view.createdNanos, type: "google.protobuf.Timestamp" },
+      annotations: view.annotations,
+      owner: "",
+      ociVersion: view.ociVersion,
+    });
+    expect(view.pid).toBe(fx.initPid(id));
+
+    // The JSON-body call: proto3 JSON (defaults omitted, enum by name, Timestamp as RFC 3339).
+    const { created, ...rest } = report.stateJson;
+    expect(rest).toEqual({ id, bundle: view.bundle, pid: view.pid, status: "CONTAINER_STATUS_CREATED", rootfs: view.rootfs, ociVersion: view.ociVersion });
+    expect(parseRfc3339(created as string)).toEqual({ seconds: view.createdSeconds, nanos: view.createdNanos });
+
+    expect(report.health[""]).toEqual({ status: "SERVING" });
+    expect(report.health["runcshim.v1.ShimService"]).toEqual({ status: "SERVING" });
+    expect(report.health["no.such.Service"]?.code).toBe("NOT_FOUND");
+  }, TEST_TIMEOUT_MS);
+});
