@@ -17,6 +17,7 @@
  * - `SystemError`: corrupt state.json or an unexpected I/O error (INTERNAL).
  * - `ContainerRunning` / `ContainerStopped` / `ContainerPaused`: Start in the wrong status (FAILED_PRECONDITION).
  * - `DeadlineExceeded` / `Cancelled`: the caller's deadline passed or it cancelled before anything changed.
+ * - `InvalidRequest`: the request message itself cannot be decoded (INVALID_ARGUMENT); not a libcontainer code.
  */
 export type ErrorKind =
   | "InvalidIdFormat"
@@ -27,7 +28,8 @@ export type ErrorKind =
   | "ContainerStopped"
   | "ContainerPaused"
   | "DeadlineExceeded"
-  | "Cancelled";
+  | "Cancelled"
+  | "InvalidRequest";
 
 /** Every {@link ErrorKind}, in table order (for tests and docs). */
 export const ERROR_KINDS: readonly ErrorKind[] = [
@@ -40,6 +42,7 @@ export const ERROR_KINDS: readonly ErrorKind[] = [
   "ContainerPaused",
   "DeadlineExceeded",
   "Cancelled",
+  "InvalidRequest",
 ];
 
 /**

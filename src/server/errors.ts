@@ -38,6 +38,7 @@ export const ERROR_TABLE: Readonly<Record<ErrorKind, ErrorRow>> = {
   ContainerPaused: { code: GrpcStatus.FAILED_PRECONDITION, reason: "CONTAINER_PAUSED" },
   DeadlineExceeded: { code: GrpcStatus.DEADLINE_EXCEEDED, reason: "DEADLINE_EXCEEDED" },
   Cancelled: { code: GrpcStatus.CANCELLED, reason: "CANCELLED" },
+  InvalidRequest: { code: GrpcStatus.INVALID_ARGUMENT, reason: "INVALID_REQUEST" },
 };
 
 /** The row for errors that are bugs (not a {@link RuntimeError}). */

@@ -7,7 +7,7 @@ import { ShimHealth } from "./health.js";
 import { addReflection } from "./reflection.js";
 import { createShimService } from "./service.js";
 import { SocketAddressError, prepareSocketPath, secureSocket } from "./socket.js";
-import { CallTracker } from "./unary.js";
+import { CallTracker, safeDeserializers } from "./unary.js";
 
 /** After the last unary call answered, how long shutdown lets responses flush before cancelling streams, in ms. */
 export const FLUSH_GRACE_MS = 250;
@@ -73,7 +73,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   });
   const build = (): grpc.Server => {
     const server = new grpc.Server();
-    server.addService(ShimServiceService, createShimService({ root, log, tracker, startTimeoutMs: config.startTimeoutMs }));
+    server.addService(safeDeserializers(ShimServiceService), createShimService({ root, log, tracker, startTimeoutMs: config.startTimeoutMs }));
     health.addToServer(server);
     addReflection(server);
     return server;

@@ -1,7 +1,40 @@
-import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type handleUnaryCall } from "@grpc/grpc-js";
+import { status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, type handleUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { RuntimeError, describeError } from "../runtime/errors.js";
 import { toGrpcStatus } from "./errors.js";
+
+/**
+ * What a request decodes to when its bytes are not a valid message. grpc-js
+ * would answer such a call itself, with INTERNAL and no details or log line;
+ * with {@link safeDeserializers} the handler adapter answers it instead:
+ * INVALID_ARGUMENT, reason INVALID_REQUEST.
+ */
+export class MalformedRequest {
+  constructor(readonly problem: string) {}
+}
+
+/**
+ * Wraps every `requestDeserialize` of a grpc-js service definition so that a
+ * request that fails to decode becomes a {@link MalformedRequest} instead of an
+ * exception.
+ */
+export function safeDeserializers<T extends ServiceDefinition>(definition: T): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const decode = method.requestDeserialize;
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        try {
+          return decode(bytes);
+        } catch (e) {
+          return new MalformedRequest(describeError(e));
+        }
+      },
+    };
+  }
+  return wrapped as T;
+}
 
 /** Margin before the client's deadline at which a call is aborted, so our own DEADLINE_EXCEEDED (with details) goes out first, in ms. */
 export const DEADLINE_MARGIN_MS = 3;
@@ -81,7 +114,8 @@ export function unary<Req, Res>(
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const t0 = performance.now();
     const done = opts.tracker?.begin();
-    const rawId = opts.containerIdOf(call.request);
+    const malformed = call.request instanceof MalformedRequest ? call.request : undefined;
+    const rawId = malformed ? "" : opts.containerIdOf(call.request);
     const containerId = rawId.length > 300 ? `${rawId.slice(0, 300)}...` : rawId;
     const log = opts.log.child({ rpc: opts.rpc, containerId });
     let signal: AbortSignal | undefined;
@@ -139,6 +173,10 @@ export function unary<Req, Res>(
       }
       callback(st, null);
     };
+    if (malformed !== undefined) {
+      respond(new RuntimeError("InvalidRequest", `malformed request: ${malformed.problem}`));
+      return;
+    }
     let result: Promise<Res> | Res;
     try {
       result = handler(call.request, { signal, log });

@@ -1,7 +1,8 @@
 import fs from "node:fs";
+import * as grpc from "@grpc/grpc-js";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createShimClient, ShimError, type ShimClient } from "../../src/client/client.js";
+import { createShimClient, decodeErrorInfo, ShimError, type ShimClient } from "../../src/client/client.js";
 import { RuncFixture, skipRunc, waitFor } from "../helpers/runc.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
@@ -88,5 +89,27 @@ describe.skipIf(skipRunc())("Start and State against real runc", () => {
     expect([e.codeName, e.reason]).toEqual(["INTERNAL", "SYSTEM_ERROR"]);
     expect(e.details).toContain(path.join(dir, "state.json"));
     expect((await failure(shim.state("rs-still-no-such"))).codeName).toBe("NOT_FOUND");
+  });
+
+  it("answers a request that is not a valid message with INVALID_ARGUMENT and details, and keeps serving", async () => {
+    const raw = new grpc.Client(`unix://${server.socket}`, grpc.credentials.createInsecure());
+    const call = (method: string) =>
+      new Promise<grpc.ServiceError>((resolve, reject) =>
+        raw.makeUnaryRequest(
+          `/runcshim.v1.ShimService/${method}`,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), // field 1, a length far past the end
+          (e) => (e ? resolve(e) : reject(new Error("expected an error"))),
+        ),
+      );
+    for (const method of ["State", "Start"]) {
+      const e = await call(method);
+      expect(grpc.status[e.code]).toBe("INVALID_ARGUMENT");
+      expect(e.details).toMatch(/^malformed request/);
+      expect(decodeErrorInfo(e.metadata.get("grpc-status-details-bin")[0])?.reason).toBe("INVALID_REQUEST");
+    }
+    raw.close();
+    expect((await failure(shim.state("rs-after-garbage"))).codeName).toBe("NOT_FOUND");
   });
 });

@@ -16,6 +16,7 @@ describe("the error table (libcontainer code -> gRPC status)", () => {
       ContainerPaused: ["FAILED_PRECONDITION", "CONTAINER_PAUSED"],
       DeadlineExceeded: ["DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"],
       Cancelled: ["CANCELLED", "CANCELLED"],
+      InvalidRequest: ["INVALID_ARGUMENT", "INVALID_REQUEST"],
     });
     expect(Object.keys(ERROR_TABLE).sort()).toEqual([...ERROR_KINDS].sort());
   });
