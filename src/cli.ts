@@ -1,5 +1,11 @@
 import { Command, CommanderError, Help, Option } from "commander";
-import { createShimClient, ShimError, type ContainerStateView } from "./client/client.js";
+import {
+  createShimClient,
+  ShimError,
+  type ContainerEntryView,
+  type ContainerStateView,
+  type WatchEventView,
+} from "./client/client.js";
 import {
   ConfigError,
   DEFAULT_ADDRESS,
@@ -23,7 +29,7 @@ class RuncLikeHelp extends Help {
     for (let c: Command | null = cmd; c !== null; c = c.parent) names.unshift(c.name());
     const full = names.join(" ");
     const out: string[] = ["NAME:", indent(`${full} - ${cmd.summary() || cmd.description().split("\n")[0]}`), ""];
-    const args = cmd.registeredArguments.map((a) => `<${a.name()}>`).join(" ");
+    const args = cmd.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)).join(" ");
     const isRoot = cmd.parent === null;
     out.push("USAGE:", indent(isRoot ? `${full} [global options] command [command options] [arguments...]` : `${full} [command options] ${args}`.trimEnd()), "");
     const longDescription = cmd.description().split("\n").slice(1).join("\n").trim();
@@ -63,6 +69,53 @@ function printState(s: ContainerStateView, json: boolean): void {
   }
   view.owner = s.owner;
   process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+}
+
+/**
+ * Lays out rows as Go's text/tabwriter does for `runc list`
+ * (`tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)`): every column but the
+ * last is padded to max(12, widest cell + 3) characters; the last is written as is.
+ */
+export function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.slice(0, -1).forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 12, [...cell].length + 3)));
+  }
+  return rows
+    .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell + " ".repeat((widths[i] ?? 12) - [...cell].length))).join("") + "\n")
+    .join("");
+}
+
+/** Prints List's answer: the `runc list` table, ids only (`quiet`), or one line of JSON. Load errors go to stderr. */
+function printList(entries: ContainerEntryView[], opts: { json?: boolean; quiet?: boolean }): void {
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(entries)}\n`);
+    return;
+  }
+  const rows: string[][] = [];
+  for (const e of entries) {
+    if (e.state === undefined) {
+      process.stderr.write(`runc-shim: load container ${e.id}: ${e.error?.message ?? "unknown error"} (reason ${e.error?.code ?? "?"})\n`);
+      continue;
+    }
+    const s = e.state;
+    rows.push([s.id, String(s.pid), s.status, s.bundle, s.created, s.owner]);
+  }
+  if (opts.quiet) {
+    process.stdout.write(rows.map((r) => `${r[0]}\n`).join(""));
+    return;
+  }
+  process.stdout.write(formatTable([["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"], ...rows]));
+}
+
+/** One line per Watch message: `<time> <kind> <id> <status> <pid>`, or JSON with a `time` field. */
+export function formatWatchEvent(ev: WatchEventView, json: boolean, now: Date = new Date()): string {
+  const time = now.toISOString();
+  if (json) return `${JSON.stringify({ time, ...ev })}\n`;
+  if (ev.kind === "synced") return `${time} synced\n`;
+  if (ev.state !== undefined) return `${time} ${ev.kind} ${ev.id} ${ev.state.status} ${ev.state.pid}\n`;
+  if (ev.error !== undefined) return `${time} ${ev.kind} ${ev.id} error ${ev.error.code}: ${ev.error.message}\n`;
+  return `${time} ${ev.kind} ${ev.id}\n`;
 }
 
 function reportError(e: unknown, json: boolean): number {
@@ -116,11 +169,11 @@ async function runClient(opts: ClientOptions, fn: (client: ReturnType<typeof cre
 
 /**
  * Builds the command line: `serve` (the server) and the client commands
- * `state` and `start`. Each action stores its exit code in `result.code`.
+ * `state`, `start`, `list` and `watch`. Each action stores its exit code in `result.code`.
  */
 export function buildProgram(result: { code: number }): Command {
   const program = new Command("runc-shim")
-    .description("a gRPC shim over a runc state root\nServes Start and State (and health and reflection) for the containers of one runc state root\non a Unix socket, and is also a command-line client of such a server.")
+    .description("a gRPC shim over a runc state root\nServes Start, State, List and Watch (and health and reflection) for the containers of one runc state root\non a Unix socket, and is also a command-line client of such a server.")
     .summary("a gRPC shim over a runc state root")
     .version(VERSION, "-v, --version", "print the version")
     .helpOption("-h, --help", "show help")
@@ -170,6 +223,53 @@ export function buildProgram(result: { code: number }): Command {
         const pid = await client.start(id, { deadlineMs });
         process.stdout.write(opts.json ? `${JSON.stringify({ id, pid })}\n` : `started ${id} (init pid ${pid})\n`);
       });
+    });
+  program
+    .command("list")
+    .summary("lists containers started by runc with the given root")
+    .description(
+      "lists containers started by runc with the given root\n" +
+        "Prints the table of `runc list` (ID PID STATUS BUNDLE CREATED OWNER) for the server's state root;\n" +
+        "a container that fails to load is reported on stderr. --json prints one line: an array of\n" +
+        "{id, state} or {id, error: {code, message}} objects.",
+    )
+    .addOption(new Option("--address <path>", "the runc-shim socket").default(DEFAULT_ADDRESS).env("RUNC_SHIM_ADDRESS"))
+    .option("--json", "print machine-readable JSON (one line)")
+    .option("-q, --quiet", "display only container IDs")
+    .option("--timeout <duration>", "deadline of the call (500ms, 10s, 2m)", "30s")
+    .action(async (opts: ClientOptions & { quiet?: boolean }) => {
+      result.code = await runClient(opts, async (client, deadlineMs) => printList(await client.list({ deadlineMs }), opts));
+    });
+
+  program
+    .command("watch")
+    .summary("prints status changes of one container, or of all")
+    .description(
+      "prints status changes of one container, or of all\n" +
+        "Prints the current state of the container (or of every container when no id is given), a\n" +
+        "`synced` line, then one line per change as it happens: <time> <kind> <id> <status> <pid>,\n" +
+        "where kind is initial, synced, appeared, changed or removed. --json prints one JSON object\n" +
+        "per line. Runs until interrupted (SIGINT/SIGTERM: exit 0) or the server ends the watch.",
+    )
+    .argument("[container-id]", "the container id (default: every container)")
+    .addOption(new Option("--address <path>", "the runc-shim socket").default(DEFAULT_ADDRESS).env("RUNC_SHIM_ADDRESS"))
+    .option("--json", "print one JSON object per line")
+    .action(async (id: string | undefined, opts: { address: string; json?: boolean }) => {
+      const ac = new AbortController();
+      const onSignal = (): void => ac.abort();
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      try {
+        // A watch has no deadline: runClient's deadline argument goes unused.
+        result.code = await runClient({ ...opts, timeout: "1s" }, async (client) => {
+          for await (const ev of client.watch(id ?? "", { signal: ac.signal })) {
+            process.stdout.write(formatWatchEvent(ev, opts.json === true));
+          }
+        });
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
     });
   return program;
 }

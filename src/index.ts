@@ -8,8 +8,13 @@ export {
   decodeErrorInfo,
   formatTimestamp,
   type CallOptions,
+  type ContainerEntryView,
+  type ContainerErrorView,
   type ContainerStateView,
   type ContainerStatusName,
   type ShimClient,
   type ShimClientOptions,
+  type WatchEventKindName,
+  type WatchEventView,
+  type WatchOptions,
 } from "./client/client.js";

@@ -4,14 +4,24 @@ import { Status } from "../../gen/ts/google/rpc/status.js";
 import {
   ContainerStatus as WireStatus,
   ShimServiceClient,
+  WatchEventKind as WireEventKind,
+  type ContainerEntry,
+  type ListResponse,
   type StartResponse,
   type StateResponse,
+  type WatchResponse,
 } from "../../gen/ts/runcshim/v1/shim.js";
 
 /** Type URL of `google.rpc.ErrorInfo` inside `google.protobuf.Any`. */
 const ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo";
 /** The trailer that carries the binary `google.rpc.Status`. */
 const STATUS_DETAILS_KEY = "grpc-status-details-bin";
+
+/**
+ * Largest message the client accepts, in bytes (grpc-js defaults to 4 MiB): a
+ * List answer takes 100 to 400 bytes per container.
+ */
+export const MAX_RECEIVE_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 /** A container's status as the client reports it. */
 export type ContainerStatusName = "unspecified" | "created" | "running" | "stopped" | "paused" | "pausing";
@@ -50,6 +60,63 @@ export interface ContainerStateView {
   /** OCI runtime-spec version runc was built with. */
   ociVersion: string;
 }
+
+/** Why one container of a List or Watch answer could not be loaded. */
+export interface ContainerErrorView {
+  /**
+   * The libcontainer error code in UPPER_SNAKE_CASE, as in ErrorInfo reasons:
+   * `SYSTEM_ERROR` (corrupt state.json, I/O error), `CONTAINER_NOT_EXISTS` (no
+   * state.json), `INVALID_ID_FORMAT` (a directory name that is not a valid id),
+   * `INTERNAL` (a server bug).
+   */
+  code: string;
+  /** The error message, as State would send it. */
+  message: string;
+}
+
+/**
+ * One container of a List answer or a Watch message: `state` when it loaded
+ * (with `owner` set to the user owning its state dir, as `runc list` shows),
+ * else `error`.
+ */
+export interface ContainerEntryView {
+  /** The container id (the name of its state dir). */
+  id: string;
+  /** Its state; `undefined` when it failed to load, or in a `removed` watch event. */
+  state?: ContainerStateView;
+  /** Why it failed to load; `undefined` when it loaded. */
+  error?: ContainerErrorView;
+}
+
+/**
+ * What a Watch message reports:
+ * - `initial`: a container that existed when the watch began (these come first);
+ * - `synced`: every `initial` message has been received (exactly once; `id` is "");
+ * - `appeared`: a container was created after the watch began;
+ * - `changed`: a container's status, pid, creation time or load error changed;
+ * - `removed`: a container was deleted (no `state`, no `error`).
+ */
+export type WatchEventKindName = "initial" | "synced" | "appeared" | "changed" | "removed";
+
+/** One Watch message. */
+export interface WatchEventView extends ContainerEntryView {
+  /** What happened. */
+  kind: WatchEventKindName;
+}
+
+/** Options of {@link ShimClient.watch}. */
+export interface WatchOptions {
+  /** Ends the watch when aborted: the iteration then simply finishes. */
+  signal?: AbortSignal;
+}
+
+const EVENT_KIND_NAMES: Record<number, WatchEventKindName> = {
+  [WireEventKind.WATCH_EVENT_KIND_INITIAL]: "initial",
+  [WireEventKind.WATCH_EVENT_KIND_SYNCED]: "synced",
+  [WireEventKind.WATCH_EVENT_KIND_APPEARED]: "appeared",
+  [WireEventKind.WATCH_EVENT_KIND_CHANGED]: "changed",
+  [WireEventKind.WATCH_EVENT_KIND_REMOVED]: "removed",
+};
 
 /**
  * The one error class of the client: a failed call, with the gRPC status code,
@@ -138,6 +205,40 @@ export interface ShimClient {
    * @throws {ShimError} INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, INTERNAL, UNAVAILABLE
    */
   state(id: string, options?: CallOptions): Promise<ContainerStateView>;
+  /**
+   * Every container of the served state root, sorted by id, like `runc list`
+   * (symlinked entries skipped). A container that fails to load is an entry
+   * with `error` rather than a failed call.
+   * @throws {ShimError} FAILED_PRECONDITION (state root unusable), INTERNAL, UNAVAILABLE
+   */
+  list(options?: CallOptions): Promise<ContainerEntryView[]>;
+  /**
+   * Watches one container (`id`), or every container of the root (`id`
+   * omitted or ""). Yields first one `initial` event per existing container,
+   * then `synced`, then one event per change in the order the changes
+   * happened. A consumer that reads slowly gets the latest state of each
+   * container rather than every intermediate one (the server merges what it
+   * cannot send yet, and so does this client, whose grpc-js reads the socket
+   * eagerly: see {@link WatchQueue}). The call starts when the
+   * iteration starts; leaving the loop (`break`) or aborting `signal` cancels
+   * it and the iteration finishes without error. A server that shuts down
+   * cancels open watches: the iteration then throws a ShimError `CANCELLED`
+   * (watch again once a server is back); a stream the server ends with OK
+   * finishes the iteration. Messages of a kind this client does not know (from
+   * a newer server) are skipped.
+   *
+   * @example
+   * ```ts
+   * const ac = new AbortController();
+   * for await (const ev of shim.watch("c1", { signal: ac.signal })) {
+   *   console.log(ev.kind, ev.state?.status);
+   *   if (ev.kind === "removed") break;
+   * }
+   * ```
+   * @throws {ShimError} INVALID_ARGUMENT (bad id), FAILED_PRECONDITION (state root unusable, also when it
+   *   becomes so), CANCELLED (the server shut down), INTERNAL, UNAVAILABLE
+   */
+  watch(id?: string, options?: WatchOptions): AsyncIterable<WatchEventView>;
   /** The underlying generated grpc-js client, for calls this wrapper does not cover. */
   readonly raw: ShimServiceClient;
   /** Closes the channel. */
@@ -176,6 +277,71 @@ export function stateView(r: StateResponse): ContainerStateView {
   };
 }
 
+/** Converts a `ContainerEntry` message to a {@link ContainerEntryView}. */
+export function entryView(e: ContainerEntry): ContainerEntryView {
+  const r = e.result;
+  if (r?.$case === "state") return { id: e.id, state: stateView(r.value) };
+  if (r?.$case === "error") return { id: e.id, error: { code: r.value.code, message: r.value.message } };
+  return { id: e.id };
+}
+
+/**
+ * Converts a `WatchResponse` message to a {@link WatchEventView}, or `undefined`
+ * for a kind this client does not know (from a newer server).
+ */
+export function watchEventView(m: WatchResponse): WatchEventView | undefined {
+  const kind = EVENT_KIND_NAMES[m.kind];
+  if (kind === undefined) return undefined;
+  return { kind, ...(m.container === undefined ? { id: "" } : entryView(m.container)) };
+}
+
+/**
+ * Watch events not yet taken by the consumer, at most one per container (plus
+ * `synced`), merged by the rules the server applies to a stream that is not
+ * writable: a newer event replaces the pending one of its container and moves
+ * to the end, except that a pending `initial` keeps its kind and place, a
+ * pending `initial`/`appeared` keeps its kind and vanishes with a `removed`,
+ * and `removed` then `appeared` becomes `changed`.
+ */
+export class WatchQueue {
+  private readonly pending = new Map<string, WatchEventView>();
+
+  /** Events waiting. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Adds an event, merging it with its container's pending one. */
+  push(ev: WatchEventView): void {
+    const key = ev.kind === "synced" ? "" : ev.id;
+    const queued = this.pending.get(key);
+    if (queued === undefined || ev.kind === "synced") {
+      this.pending.set(key, ev);
+    } else if (queued.kind === "initial") {
+      if (ev.kind === "removed") this.pending.delete(key);
+      else this.pending.set(key, { ...ev, kind: "initial" });
+    } else if (queued.kind === "appeared") {
+      this.pending.delete(key);
+      if (ev.kind !== "removed") this.pending.set(key, { ...ev, kind: "appeared" });
+    } else {
+      this.pending.delete(key);
+      this.pending.set(key, queued.kind === "removed" && ev.kind !== "removed" ? { ...ev, kind: "changed" } : ev);
+    }
+  }
+
+  /** Takes the oldest event, or `undefined`. */
+  take(): WatchEventView | undefined {
+    const first = this.pending.entries().next();
+    if (first.done === true) return undefined;
+    this.pending.delete(first.value[0]);
+    return first.value[1];
+  }
+}
+
+function isServiceError(e: unknown): e is grpc.ServiceError {
+  return e instanceof Error && typeof (e as grpc.ServiceError).code === "number" && "metadata" in e;
+}
+
 /**
  * Creates a client of a runc-shim server.
  *
@@ -190,7 +356,10 @@ export function stateView(r: StateResponse): ContainerStateView {
  * ```
  */
 export function createShimClient(address: string, options: ShimClientOptions = {}): ShimClient {
-  const raw = new ShimServiceClient(targetOf(address), grpc.credentials.createInsecure(), options.channelOptions);
+  const raw = new ShimServiceClient(targetOf(address), grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": MAX_RECEIVE_MESSAGE_BYTES,
+    ...options.channelOptions,
+  });
   function call<Req, Res>(
     method: (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall,
     req: Req,
@@ -219,6 +388,61 @@ export function createShimClient(address: string, options: ShimClientOptions = {
     },
     async state(id, opts = {}) {
       return stateView(await call<{ id: string }, StateResponse>(raw.state, { id }, opts));
+    },
+    async list(opts = {}) {
+      const r = await call<Record<string, never>, ListResponse>(raw.list, {}, opts);
+      return r.containers.map(entryView);
+    },
+    async *watch(id = "", opts = {}) {
+      const signal = opts.signal;
+      if (signal?.aborted) return;
+      const stream = raw.watch({ id });
+      // grpc-js reads the socket whether or not we consume, so messages are merged here as the
+      // server merges them for a stream that is not writable: one pending event per container.
+      const pending = new WatchQueue();
+      let ended: { error?: unknown } | undefined;
+      let wake: (() => void) | undefined;
+      const poke = (): void => {
+        wake?.();
+        wake = undefined;
+      };
+      stream.on("data", (m: WatchResponse) => {
+        const ev = watchEventView(m);
+        if (ev !== undefined) pending.push(ev);
+        poke();
+      });
+      stream.on("error", (e: unknown) => {
+        ended ??= { error: e };
+        poke();
+      });
+      stream.on("end", () => {
+        ended ??= {};
+        poke();
+      });
+      const onAbort = (): void => stream.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        for (;;) {
+          if (signal?.aborted) return;
+          const ev = pending.take();
+          if (ev !== undefined) {
+            yield ev;
+            continue;
+          }
+          if (ended !== undefined) break;
+          await new Promise<void>((resolve) => (wake = resolve));
+        }
+        const e = ended.error;
+        if (e === undefined) return;
+        if (isServiceError(e)) {
+          if (e.code === grpc.status.CANCELLED && signal?.aborted) return;
+          throw ShimError.fromServiceError(e);
+        }
+        throw e;
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        stream.cancel();
+      }
     },
     close() {
       raw.close();

@@ -47,6 +47,14 @@ interface CacheEntry {
   record: ContainerStateRecord;
 }
 
+/** What {@link StateRoot.probe} returns. */
+export interface ContainerProbe {
+  /** The state, as {@link StateRoot.state} answers it. */
+  state: ContainerState;
+  /** Re-derives the status from the same state.json record (freezer, /proc, exec fifo). */
+  status(): ContainerStatus;
+}
+
 /** Options of {@link StateRoot.start}. */
 export interface StartOptions {
   /** Aborts the wait for the init process before its byte is read; `reason` should be a {@link RuntimeError}. */
@@ -220,6 +228,35 @@ export class StateRoot {
       opts.onCommitted?.(outcome);
       return pid;
     });
+  }
+
+  /**
+   * Loads a container once and returns its state (as {@link state} does) with
+   * a way to re-derive its status later from the same state.json record: the
+   * freezer, `/proc` and the exec fifo are read again, state.json is not. For
+   * watchers that poll many containers often.
+   *
+   * @throws {RuntimeError} as {@link state}; `status()` throws `SystemError` (freezer)
+   */
+  probe(id: string): ContainerProbe {
+    const c = this.load(id);
+    const status = this.status(c);
+    const r = c.record;
+    const { bundle, annotations } = splitLabels(r.labels);
+    return {
+      state: {
+        id,
+        pid: status === "stopped" ? 0 : r.initProcessPid,
+        status,
+        bundle,
+        rootfs: r.rootfs,
+        created: r.created,
+        annotations,
+        owner: "",
+        ociVersion: r.ociVersion,
+      },
+      status: () => this.status(c),
+    };
   }
 
   private async withStartLock<T>(key: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {

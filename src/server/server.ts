@@ -3,6 +3,8 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { ShimServiceService } from "../../gen/ts/runcshim/v1/shim.js";
 import { StateRoot, checkStateRoot } from "../runtime/container.js";
+import { describeError } from "../runtime/errors.js";
+import { WatchHub } from "../runtime/watch.js";
 import { ShimHealth } from "./health.js";
 import { addReflection } from "./reflection.js";
 import { createShimService } from "./service.js";
@@ -63,6 +65,8 @@ function bind(server: grpc.Server, socketPath: string): Promise<void> {
 export async function startShimServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const root = new StateRoot(config.root);
   const tracker = new CallTracker();
+  // One hub shared by every Watch; closed when shutdown begins, which ends open watches with OK.
+  const watchHub = new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
   const health = new ShimHealth(() => {
     try {
       checkStateRoot(config.root);
@@ -73,7 +77,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   });
   const build = (): grpc.Server => {
     const server = new grpc.Server();
-    server.addService(safeDeserializers(ShimServiceService), createShimService({ root, log, tracker, startTimeoutMs: config.startTimeoutMs }));
+    server.addService(safeDeserializers(ShimServiceService), createShimService({ root, log, tracker, watchHub, startTimeoutMs: config.startTimeoutMs }));
     health.addToServer(server);
     addReflection(server);
     return server;
@@ -118,6 +122,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     shutdown(timeoutMs) {
       shutdownPromise ??= new Promise<boolean>((resolve) => {
         health.shutdown();
+        watchHub.close();
         const timer = setTimeout(() => {
           if (finished) return;
           finished = true;
@@ -149,6 +154,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     },
     forceShutdown() {
       health.shutdown();
+      watchHub.close();
       server.forceShutdown();
       removeSocket();
     },

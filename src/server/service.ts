@@ -2,14 +2,26 @@ import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import {
   ContainerStatus as WireStatus,
+  WatchEventKind as WireEventKind,
+  type ContainerEntry as WireEntry,
+  type ContainerError,
+  type ListRequest,
+  type ListResponse,
   type ShimServiceServer,
   type StartRequest,
   type StartResponse,
   type StateRequest,
   type StateResponse,
+  type WatchRequest,
+  type WatchResponse,
 } from "../../gen/ts/runcshim/v1/shim.js";
 import type { ContainerState, StateRoot } from "../runtime/container.js";
+import { RuntimeError, describeError } from "../runtime/errors.js";
+import { listContainers, type ContainerEntry } from "../runtime/list.js";
 import type { ContainerStatus } from "../runtime/status.js";
+import { WatchHub, type WatchEvent, type WatchEventKind } from "../runtime/watch.js";
+import { BUG_ROW, ERROR_TABLE, INTERNAL_MESSAGE } from "./errors.js";
+import { serverStream, type MessageSource } from "./stream.js";
 import { unary, type CallTracker } from "./unary.js";
 
 /** Domain status -> wire enum (numbers of containerd.v1.types.Status). */
@@ -36,6 +48,42 @@ export function toStateResponse(s: ContainerState): StateResponse {
   };
 }
 
+/** Domain watch event kind -> wire enum. */
+export const WIRE_EVENT_KIND: Readonly<Record<WatchEventKind, WireEventKind>> = {
+  initial: WireEventKind.WATCH_EVENT_KIND_INITIAL,
+  synced: WireEventKind.WATCH_EVENT_KIND_SYNCED,
+  appeared: WireEventKind.WATCH_EVENT_KIND_APPEARED,
+  changed: WireEventKind.WATCH_EVENT_KIND_CHANGED,
+  removed: WireEventKind.WATCH_EVENT_KIND_REMOVED,
+};
+
+/**
+ * A per-container error inside a successful List or Watch answer: the same
+ * code (ErrorInfo reason, from {@link ERROR_TABLE}) and message the error would
+ * get as a call's status; a bug gets INTERNAL and the fixed message, and its
+ * cause is logged.
+ */
+export function toContainerError(e: unknown, log: Logger, containerId: string): ContainerError {
+  if (e instanceof RuntimeError) return { code: ERROR_TABLE[e.kind].reason, message: e.message };
+  log.error({ containerId, err: e instanceof Error ? { message: e.message, stack: e.stack } : describeError(e) }, "container entry failed with a bug");
+  return { code: BUG_ROW.reason, message: INTERNAL_MESSAGE };
+}
+
+/** Converts a domain container entry to the `ContainerEntry` message. */
+export function toWireEntry(e: ContainerEntry, log: Logger): WireEntry {
+  return e.state !== undefined
+    ? { id: e.id, result: { $case: "state", value: toStateResponse(e.state) } }
+    : { id: e.id, result: { $case: "error", value: toContainerError(e.error, log, e.id) } };
+}
+
+/** Converts a domain watch event to the `WatchResponse` message. */
+export function toWatchResponse(ev: WatchEvent, log: Logger): WatchResponse {
+  const kind = WIRE_EVENT_KIND[ev.kind];
+  if (ev.kind === "synced") return { kind };
+  if (ev.entry === undefined) return { kind, container: { id: ev.id } };
+  return { kind, container: toWireEntry(ev.entry, log) };
+}
+
 /** Options of {@link createShimService}. */
 export interface ShimServiceOptions {
   /** The state root served. */
@@ -46,11 +94,16 @@ export interface ShimServiceOptions {
   startTimeoutMs: number;
   /** Tracks calls in flight for graceful shutdown. */
   tracker?: CallTracker;
+  /** The watch hub Watch subscribes to; one over `root` by default. */
+  watchHub?: WatchHub;
 }
 
 /** The `runcshim.v1.ShimService` implementation over one {@link StateRoot}. */
 export function createShimService(opts: ShimServiceOptions): ShimServiceServer & UntypedServiceImplementation {
   const { root, log, tracker } = opts;
+  const hub =
+    opts.watchHub ??
+    new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
   return {
     state: unary<StateRequest, StateResponse>(
       { rpc: "State", log, tracker, containerIdOf: (r) => r.id },
@@ -69,6 +122,27 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
               : ctx.log.info({ errorKind: result.kind, err: result.message }, "detached exec fifo wait ended without a start"),
         });
         return { pid };
+      },
+    ),
+    list: unary<ListRequest, ListResponse>(
+      { rpc: "List", log, tracker, containerIdOf: () => "" },
+      (_req, ctx) => ({ containers: listContainers(root).map((e) => toWireEntry(e, ctx.log)) }),
+    ),
+    watch: serverStream<WatchRequest, WatchResponse>(
+      { rpc: "Watch", log, containerIdOf: (r) => r.id },
+      (req, ctx): MessageSource<WatchResponse> => {
+        const sub = hub.subscribe(req.id === "" ? undefined : req.id);
+        return {
+          next: () => {
+            const ev = sub.take();
+            return ev === undefined ? undefined : toWatchResponse(ev, ctx.log);
+          },
+          get done() {
+            return sub.done;
+          },
+          listen: (fn) => sub.listen(fn),
+          close: () => sub.close(),
+        };
       },
     ),
   };

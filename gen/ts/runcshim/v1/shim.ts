@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -92,6 +94,85 @@ export function containerStatusToJSON(object: ContainerStatus): string {
   }
 }
 
+/** WatchEventKind says what a WatchResponse reports. */
+export enum WatchEventKind {
+  /** WATCH_EVENT_KIND_UNSPECIFIED - WATCH_EVENT_KIND_UNSPECIFIED is never sent. */
+  WATCH_EVENT_KIND_UNSPECIFIED = 0,
+  /**
+   * WATCH_EVENT_KIND_INITIAL - WATCH_EVENT_KIND_INITIAL: the state of a container that existed when the
+   * watch began; these come first, one per container.
+   */
+  WATCH_EVENT_KIND_INITIAL = 1,
+  /**
+   * WATCH_EVENT_KIND_SYNCED - WATCH_EVENT_KIND_SYNCED: every INITIAL message has been sent; later
+   * messages are changes. Sent exactly once, with no container.
+   */
+  WATCH_EVENT_KIND_SYNCED = 2,
+  /**
+   * WATCH_EVENT_KIND_APPEARED - WATCH_EVENT_KIND_APPEARED: a container was created after the watch began
+   * (its state.json appeared).
+   */
+  WATCH_EVENT_KIND_APPEARED = 3,
+  /**
+   * WATCH_EVENT_KIND_CHANGED - WATCH_EVENT_KIND_CHANGED: a container's status, pid, creation time or
+   * load error changed.
+   */
+  WATCH_EVENT_KIND_CHANGED = 4,
+  /**
+   * WATCH_EVENT_KIND_REMOVED - WATCH_EVENT_KIND_REMOVED: a container was deleted (its state dir or its
+   * state.json is gone); the container carries only its id.
+   */
+  WATCH_EVENT_KIND_REMOVED = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function watchEventKindFromJSON(object: any): WatchEventKind {
+  switch (object) {
+    case 0:
+    case "WATCH_EVENT_KIND_UNSPECIFIED":
+      return WatchEventKind.WATCH_EVENT_KIND_UNSPECIFIED;
+    case 1:
+    case "WATCH_EVENT_KIND_INITIAL":
+      return WatchEventKind.WATCH_EVENT_KIND_INITIAL;
+    case 2:
+    case "WATCH_EVENT_KIND_SYNCED":
+      return WatchEventKind.WATCH_EVENT_KIND_SYNCED;
+    case 3:
+    case "WATCH_EVENT_KIND_APPEARED":
+      return WatchEventKind.WATCH_EVENT_KIND_APPEARED;
+    case 4:
+    case "WATCH_EVENT_KIND_CHANGED":
+      return WatchEventKind.WATCH_EVENT_KIND_CHANGED;
+    case 5:
+    case "WATCH_EVENT_KIND_REMOVED":
+      return WatchEventKind.WATCH_EVENT_KIND_REMOVED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WatchEventKind.UNRECOGNIZED;
+  }
+}
+
+export function watchEventKindToJSON(object: WatchEventKind): string {
+  switch (object) {
+    case WatchEventKind.WATCH_EVENT_KIND_UNSPECIFIED:
+      return "WATCH_EVENT_KIND_UNSPECIFIED";
+    case WatchEventKind.WATCH_EVENT_KIND_INITIAL:
+      return "WATCH_EVENT_KIND_INITIAL";
+    case WatchEventKind.WATCH_EVENT_KIND_SYNCED:
+      return "WATCH_EVENT_KIND_SYNCED";
+    case WatchEventKind.WATCH_EVENT_KIND_APPEARED:
+      return "WATCH_EVENT_KIND_APPEARED";
+    case WatchEventKind.WATCH_EVENT_KIND_CHANGED:
+      return "WATCH_EVENT_KIND_CHANGED";
+    case WatchEventKind.WATCH_EVENT_KIND_REMOVED:
+      return "WATCH_EVENT_KIND_REMOVED";
+    case WatchEventKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** StartRequest names the container to start. */
 export interface StartRequest {
   /** id is the container id: 1-255 bytes of A-Z a-z 0-9 _ + , - . and not "." or "..". */
@@ -137,6 +218,80 @@ export interface StateResponse {
 export interface StateResponse_AnnotationsEntry {
   key: string;
   value: string;
+}
+
+/** ListRequest asks for every container of the state root. It has no fields. */
+export interface ListRequest {
+}
+
+/** ListResponse holds every container of the state root. */
+export interface ListResponse {
+  /**
+   * containers has one entry per directory of the state root (symlinks
+   * skipped), sorted by id.
+   */
+  containers: ContainerEntry[];
+}
+
+/**
+ * ContainerEntry is one container of the state root: its state, or why it
+ * could not be loaded.
+ */
+export interface ContainerEntry {
+  /** id is the name of the container state dir in the root. */
+  id: string;
+  /**
+   * result is the container's state or the error loading it; unset only in a
+   * Watch REMOVED message.
+   */
+  result?:
+    | //
+    /**
+     * state is what State answers for the id, except that owner is the name of
+     * the user owning the container state dir (`#<uid>` when the uid has no
+     * name), as `runc list` shows it.
+     */
+    { $case: "state"; value: StateResponse }
+    | //
+    /**
+     * error is why the container could not be loaded (the error State would
+     * answer for the id).
+     */
+    { $case: "error"; value: ContainerError }
+    | undefined;
+}
+
+/** ContainerError is a per-container failure inside a successful call. */
+export interface ContainerError {
+  /**
+   * code is the libcontainer error code in UPPER_SNAKE_CASE, as in
+   * google.rpc.ErrorInfo.reason: SYSTEM_ERROR (corrupt state.json, I/O error),
+   * CONTAINER_NOT_EXISTS (no state.json), INVALID_ID_FORMAT (a directory name
+   * that is not a valid container id), or INTERNAL (a bug; see the log).
+   */
+  code: string;
+  /** message is the error message, as State would send it. */
+  message: string;
+}
+
+/** WatchRequest says which containers to watch. */
+export interface WatchRequest {
+  /**
+   * id is the container id to watch (it need not exist yet; it is reported
+   * when it appears), or empty to watch every container of the state root.
+   */
+  id: string;
+}
+
+/** WatchResponse is one message of a Watch stream. */
+export interface WatchResponse {
+  /** kind says what happened. */
+  kind: WatchEventKind;
+  /**
+   * container is the container concerned, with its state (or load error) at
+   * the time of the message; unset for SYNCED, only the id for REMOVED.
+   */
+  container?: ContainerEntry | undefined;
 }
 
 function createBaseStartRequest(): StartRequest {
@@ -668,6 +823,485 @@ export const StateResponse_AnnotationsEntry: MessageFns<StateResponse_Annotation
   },
 };
 
+function createBaseListRequest(): ListRequest {
+  return {};
+}
+
+export const ListRequest: MessageFns<ListRequest> = {
+  encode(_: ListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListRequest {
+    return {};
+  },
+
+  toJSON(_: ListRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListRequest>): ListRequest {
+    return ListRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListRequest>): ListRequest {
+    const message = createBaseListRequest();
+    return message;
+  },
+};
+
+function createBaseListResponse(): ListResponse {
+  return { containers: [] };
+}
+
+export const ListResponse: MessageFns<ListResponse> = {
+  encode(message: ListResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      ContainerEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(ContainerEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListResponse {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => ContainerEntry.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListResponse): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => ContainerEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListResponse>): ListResponse {
+    return ListResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListResponse>): ListResponse {
+    const message = createBaseListResponse();
+    message.containers = object.containers?.map((e) => ContainerEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseContainerEntry(): ContainerEntry {
+  return { id: "", result: undefined };
+}
+
+export const ContainerEntry: MessageFns<ContainerEntry> = {
+  encode(message: ContainerEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    switch (message.result?.$case) {
+      case "state":
+        StateResponse.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+      case "error":
+        ContainerError.encode(message.result.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "state", value: StateResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "error", value: ContainerError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerEntry {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      result: isSet(object.state)
+        ? { $case: "state", value: StateResponse.fromJSON(object.state) }
+        : isSet(object.error)
+        ? { $case: "error", value: ContainerError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ContainerEntry): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.result?.$case === "state") {
+      obj.state = StateResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = ContainerError.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContainerEntry>): ContainerEntry {
+    return ContainerEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContainerEntry>): ContainerEntry {
+    const message = createBaseContainerEntry();
+    message.id = object.id ?? "";
+    switch (object.result?.$case) {
+      case "state": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "state", value: StateResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: ContainerError.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseContainerError(): ContainerError {
+  return { code: "", message: "" };
+}
+
+export const ContainerError: MessageFns<ContainerError> = {
+  encode(message: ContainerError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerError {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: ContainerError): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContainerError>): ContainerError {
+    return ContainerError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContainerError>): ContainerError {
+    const message = createBaseContainerError();
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchRequest(): WatchRequest {
+  return { id: "" };
+}
+
+export const WatchRequest: MessageFns<WatchRequest> = {
+  encode(message: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: WatchRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchRequest>): WatchRequest {
+    return WatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchRequest>): WatchRequest {
+    const message = createBaseWatchRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchResponse(): WatchResponse {
+  return { kind: 0, container: undefined };
+}
+
+export const WatchResponse: MessageFns<WatchResponse> = {
+  encode(message: WatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.container !== undefined) {
+      ContainerEntry.encode(message.container, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.container = ContainerEntry.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchResponse {
+    return {
+      kind: isSet(object.kind) ? watchEventKindFromJSON(object.kind) : 0,
+      container: isSet(object.container) ? ContainerEntry.fromJSON(object.container) : undefined,
+    };
+  },
+
+  toJSON(message: WatchResponse): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = watchEventKindToJSON(message.kind);
+    }
+    if (message.container !== undefined) {
+      obj.container = ContainerEntry.toJSON(message.container);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchResponse>): WatchResponse {
+    return WatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchResponse>): WatchResponse {
+    const message = createBaseWatchResponse();
+    message.kind = object.kind ?? 0;
+    message.container = (object.container !== undefined && object.container !== null)
+      ? ContainerEntry.fromPartial(object.container)
+      : undefined;
+    return message;
+  },
+};
+
 /** ShimService starts and inspects the containers of one runc state root. */
 export type ShimServiceService = typeof ShimServiceService;
 export const ShimServiceService = {
@@ -702,6 +1336,50 @@ export const ShimServiceService = {
     responseSerialize: (value: StateResponse): Buffer => Buffer.from(StateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StateResponse => StateResponse.decode(value),
   },
+  /**
+   * List reports every container of the state root, as `runc list` does: one
+   * entry per directory in the root, sorted by id. Symlinked entries are
+   * skipped. A directory that cannot be loaded (no state.json, a corrupt one,
+   * a name that is not a valid id) does not fail the call: its entry carries
+   * the error instead of a state. Errors: FAILED_PRECONDITION (state root
+   * unusable), INTERNAL. Each entry takes 100 to 400 bytes (ids and paths), so
+   * a root of 10,000 containers may exceed the 4 MiB receive limit that most
+   * clients keep by default: raise it (the TypeScript client does).
+   */
+  list: {
+    path: "/runcshim.v1.ShimService/List" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRequest): Buffer => Buffer.from(ListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRequest => ListRequest.decode(value),
+    responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
+  },
+  /**
+   * Watch streams the state of one container (id set) or of every container of
+   * the state root (id empty, symlinked entries skipped as in List): first one
+   * INITIAL message per container that exists, then one SYNCED message, then
+   * one message per change (APPEARED, CHANGED, REMOVED) in the order the
+   * changes were seen, each sent within about 100 ms of the change. Changes on
+   * disk (create, start, delete) are seen through filesystem notifications;
+   * init deaths and pause/resume by re-deriving every watched status every
+   * 50 ms, so a status that lasts less than that may be skipped. A container
+   * dir without state.json (being created or deleted) is not reported until
+   * its state.json appears. A reader that falls behind gets the latest state
+   * of each container, not every intermediate one. The stream runs until the
+   * client cancels it or the server shuts down (the server then cancels it).
+   * Errors: INVALID_ARGUMENT (bad id or request), FAILED_PRECONDITION (state
+   * root unusable, at the start or later), INTERNAL.
+   */
+  watch: {
+    path: "/runcshim.v1.ShimService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
+  },
 } as const;
 
 export interface ShimServiceServer extends UntypedServiceImplementation {
@@ -720,6 +1398,34 @@ export interface ShimServiceServer extends UntypedServiceImplementation {
    * FAILED_PRECONDITION (state root unusable), INTERNAL.
    */
   state: handleUnaryCall<StateRequest, StateResponse>;
+  /**
+   * List reports every container of the state root, as `runc list` does: one
+   * entry per directory in the root, sorted by id. Symlinked entries are
+   * skipped. A directory that cannot be loaded (no state.json, a corrupt one,
+   * a name that is not a valid id) does not fail the call: its entry carries
+   * the error instead of a state. Errors: FAILED_PRECONDITION (state root
+   * unusable), INTERNAL. Each entry takes 100 to 400 bytes (ids and paths), so
+   * a root of 10,000 containers may exceed the 4 MiB receive limit that most
+   * clients keep by default: raise it (the TypeScript client does).
+   */
+  list: handleUnaryCall<ListRequest, ListResponse>;
+  /**
+   * Watch streams the state of one container (id set) or of every container of
+   * the state root (id empty, symlinked entries skipped as in List): first one
+   * INITIAL message per container that exists, then one SYNCED message, then
+   * one message per change (APPEARED, CHANGED, REMOVED) in the order the
+   * changes were seen, each sent within about 100 ms of the change. Changes on
+   * disk (create, start, delete) are seen through filesystem notifications;
+   * init deaths and pause/resume by re-deriving every watched status every
+   * 50 ms, so a status that lasts less than that may be skipped. A container
+   * dir without state.json (being created or deleted) is not reported until
+   * its state.json appears. A reader that falls behind gets the latest state
+   * of each container, not every intermediate one. The stream runs until the
+   * client cancels it or the server shuts down (the server then cancels it).
+   * Errors: INVALID_ARGUMENT (bad id or request), FAILED_PRECONDITION (state
+   * root unusable, at the start or later), INTERNAL.
+   */
+  watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
 
 export interface ShimServiceClient extends Client {
@@ -766,6 +1472,50 @@ export interface ShimServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StateResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * List reports every container of the state root, as `runc list` does: one
+   * entry per directory in the root, sorted by id. Symlinked entries are
+   * skipped. A directory that cannot be loaded (no state.json, a corrupt one,
+   * a name that is not a valid id) does not fail the call: its entry carries
+   * the error instead of a state. Errors: FAILED_PRECONDITION (state root
+   * unusable), INTERNAL. Each entry takes 100 to 400 bytes (ids and paths), so
+   * a root of 10,000 containers may exceed the 4 MiB receive limit that most
+   * clients keep by default: raise it (the TypeScript client does).
+   */
+  list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+  list(
+    request: ListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListResponse) => void,
+  ): ClientUnaryCall;
+  list(
+    request: ListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Watch streams the state of one container (id set) or of every container of
+   * the state root (id empty, symlinked entries skipped as in List): first one
+   * INITIAL message per container that exists, then one SYNCED message, then
+   * one message per change (APPEARED, CHANGED, REMOVED) in the order the
+   * changes were seen, each sent within about 100 ms of the change. Changes on
+   * disk (create, start, delete) are seen through filesystem notifications;
+   * init deaths and pause/resume by re-deriving every watched status every
+   * 50 ms, so a status that lasts less than that may be skipped. A container
+   * dir without state.json (being created or deleted) is not reported until
+   * its state.json appears. A reader that falls behind gets the latest state
+   * of each container, not every intermediate one. The stream runs until the
+   * client cancels it or the server shuts down (the server then cancels it).
+   * Errors: INVALID_ARGUMENT (bad id or request), FAILED_PRECONDITION (state
+   * root unusable, at the start or later), INTERNAL.
+   */
+  watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
+  watch(
+    request: WatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchResponse>;
 }
 
 export const ShimServiceClient = makeGenericClientConstructor(

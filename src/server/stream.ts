@@ -1,0 +1,139 @@
+import { status as GrpcStatus, type ServerWritableStream, type handleServerStreamingCall } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { RuntimeError, describeError } from "../runtime/errors.js";
+import { toGrpcStatus } from "./errors.js";
+import { MalformedRequest } from "./unary.js";
+
+/**
+ * Where a server stream's messages come from: a pull queue that the adapter
+ * drains while the call is writable. A source that keeps only the latest
+ * message per key (as a watch subscription does) thereby bounds what a slow
+ * reader costs.
+ */
+export interface MessageSource<T> {
+  /** Takes the next message ready to send, or `undefined` when none is ready. */
+  next(): T | undefined;
+  /** Set once no message will be added; `error` when the source failed (sent as the call's status). */
+  readonly done: { readonly error?: unknown } | undefined;
+  /** Registers the one function to call when a message is ready or the source is done. */
+  listen(onReady: () => void): void;
+  /** Releases the source; the call is over. Idempotent. */
+  close(): void;
+}
+
+/** Options of {@link serverStream}. */
+export interface StreamOptions<Req> {
+  /** The RPC name for logs, e.g. `Watch`. */
+  rpc: string;
+  /** The server's logger; each call gets a child of it. */
+  log: Logger;
+  /** The container id a request is about, for logs and error details (`""`: none; cut to 300 characters). */
+  containerIdOf: (req: Req) => string;
+}
+
+/**
+ * Turns a function that opens a {@link MessageSource} into grpc-js's
+ * server-streaming callback API; every streaming handler goes through here.
+ *
+ * - A request that could not be decoded ({@link MalformedRequest}) ends the
+ *   call at once with INVALID_ARGUMENT (reason INVALID_REQUEST).
+ * - Opening may throw: the call then ends at once with the status
+ *   {@link toGrpcStatus} makes of the error (the one translation to gRPC).
+ * - Messages are written while `call.write()` accepts them; when it returns
+ *   `false` the adapter stops taking messages until `drain`, so they wait (and
+ *   may be merged) in the source, not in grpc-js's buffers.
+ * - When the source is done and drained the call ends: OK, or the source's error.
+ * - When the client cancels (or the server is force-shut down) the source is closed.
+ * - One log line per call when it ends: `rpc`, `containerId`, `code`,
+ *   `durationMs`, `messages`, plus `errorKind` and `err` for failures.
+ */
+export function serverStream<Req, Res>(
+  opts: StreamOptions<Req>,
+  open: (req: Req, ctx: { log: Logger }) => MessageSource<Res>,
+): handleServerStreamingCall<Req, Res> {
+  return (call: ServerWritableStream<Req, Res>) => {
+    const t0 = performance.now();
+    const malformed = call.request instanceof MalformedRequest ? call.request : undefined;
+    const rawId = malformed ? "" : opts.containerIdOf(call.request);
+    const containerId = rawId.length > 300 ? `${rawId.slice(0, 300)}...` : rawId;
+    const log = opts.log.child({ rpc: opts.rpc, containerId });
+    let source: MessageSource<Res> | undefined;
+    let finished = false;
+    let waitingDrain = false;
+    let messages = 0;
+
+    const onDrain = (): void => {
+      waitingDrain = false;
+      pump();
+    };
+    const onCancelled = (): void => finish({ cancelled: true });
+
+    const finish = (how: { cancelled?: boolean; error?: unknown }): void => {
+      if (finished) return;
+      finished = true;
+      call.removeListener("cancelled", onCancelled);
+      call.removeListener("drain", onDrain);
+      source?.close();
+      const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+      if (how.cancelled === true) {
+        log.info({ code: "CANCELLED", durationMs, messages }, "rpc");
+        return;
+      }
+      if (how.error === undefined) {
+        log.info({ code: "OK", durationMs, messages }, "rpc");
+        call.end();
+        return;
+      }
+      const err = how.error;
+      const st = toGrpcStatus(err, rawId === "" ? undefined : containerId);
+      const codeName = GrpcStatus[st.code];
+      if (err instanceof RuntimeError) {
+        const cause = err.cause === undefined ? undefined : describeError(err.cause);
+        log.info({ code: codeName, durationMs, messages, errorKind: err.kind, err: err.message, cause }, "rpc");
+      } else {
+        log.error({ code: codeName, durationMs, messages, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, "rpc failed with a bug");
+      }
+      // ServerWritableStream turns an emitted status object into the call's status and ends the call.
+      call.emit("error", st);
+    };
+
+    const pump = (): void => {
+      if (finished || waitingDrain || source === undefined) return;
+      try {
+        for (;;) {
+          const msg = source.next();
+          if (msg === undefined) break;
+          messages++;
+          if (!call.write(msg)) {
+            waitingDrain = true;
+            call.once("drain", onDrain);
+            return;
+          }
+        }
+        const done = source.done;
+        if (done !== undefined) finish({ error: done.error });
+      } catch (e) {
+        finish({ error: e });
+      }
+    };
+
+    call.once("cancelled", onCancelled);
+    if (malformed !== undefined) {
+      finish({ error: new RuntimeError("InvalidRequest", `malformed request: ${malformed.problem}`) });
+      return;
+    }
+    try {
+      source = open(call.request, { log });
+    } catch (e) {
+      finish({ error: e });
+      return;
+    }
+    if (call.cancelled) {
+      finish({ cancelled: true });
+      return;
+    }
+    log.debug("stream open");
+    source.listen(pump);
+    pump();
+  };
+}

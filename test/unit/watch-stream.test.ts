@@ -1,0 +1,162 @@
+/**
+ * The Watch handler through a real grpc-js server in this process, over a root
+ * of state dirs made without runc: how a stream ends (hub closed: OK; client
+ * cancel: resources released; root gone: FAILED_PRECONDITION with details).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ShimServiceService } from "../../gen/ts/runcshim/v1/shim.js";
+import { createShimClient, ShimError, WatchQueue, type ShimClient, type WatchEventView } from "../../src/client/client.js";
+import { StateRoot } from "../../src/runtime/container.js";
+import { WatchHub } from "../../src/runtime/watch.js";
+import { createShimService } from "../../src/server/service.js";
+import { spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
+
+describe("Watch over gRPC (in process)", () => {
+  let fake: ReturnType<typeof tempRoot>;
+  let init: FakeInit;
+  let server: grpc.Server;
+  let hub: WatchHub;
+  let shim: ShimClient;
+
+  beforeAll(async () => {
+    fake = tempRoot();
+    init = await spawnInit();
+    writeFakeContainer(fake.root, "c1", init);
+    const root = new StateRoot(fake.root, "v1");
+    hub = new WatchHub(root, { rescanMs: 50 });
+    server = new grpc.Server();
+    server.addService(ShimServiceService, createShimService({ root, log: pino({ level: "silent" }), startTimeoutMs: 1000, watchHub: hub }));
+    const socket = path.join(fake.dir, "s.sock");
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+    );
+    shim = createShimClient(socket);
+  });
+  afterAll(async () => {
+    shim?.close();
+    server?.forceShutdown();
+    await init?.kill();
+    fake?.cleanup();
+  });
+
+  async function firstEvents(it: AsyncIterator<WatchEventView>, n: number): Promise<WatchEventView[]> {
+    const out: WatchEventView[] = [];
+    while (out.length < n) {
+      const r = await it.next();
+      if (r.done === true) break;
+      out.push(r.value);
+    }
+    return out;
+  }
+
+  it("leaving the loop cancels the call and the hub lets go of everything", async () => {
+    const it = shim.watch("c1")[Symbol.asyncIterator]();
+    const evs = await firstEvents(it, 2);
+    expect(evs.map((e) => [e.kind, e.id, e.state?.status])).toEqual([["initial", "c1", "created"], ["synced", "", undefined]]);
+    expect(hub.subscribers).toBe(1);
+    await it.return?.();
+    const t0 = Date.now();
+    while (hub.subscribers > 0 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 5));
+    expect(hub.subscribers).toBe(0);
+  });
+
+  it("a consumer that is slow while its process keeps reading the socket gets the latest state of each container", async () => {
+    const ids = Array.from({ length: 20 }, (_, i) => `slow${i}`);
+    for (const id of ids) writeFakeContainer(fake.root, id, init);
+    const it = shim.watch("")[Symbol.asyncIterator]();
+    try {
+      const first = await firstEvents(it, ids.length + 2); // c1, slow0..19, synced
+      expect(first.at(-1)?.kind).toBe("synced");
+      for (let round = 0; round < 10; round++) {
+        for (const id of ids) {
+          const fifo = path.join(fake.root, id, "exec.fifo");
+          if (round % 2 === 0) fs.rmSync(fifo);
+          else fs.writeFileSync(fifo, "");
+        }
+        await new Promise((r) => setTimeout(r, 20)); // the server sends every change; we read none
+      }
+      fs.rmSync(path.join(fake.root, "slow0"), { recursive: true });
+      await new Promise((r) => setTimeout(r, 100));
+      // 200 changes and a removal arrived meanwhile: what is left is one event per container
+      // (in the order the server saw their last changes).
+      const later = await firstEvents(it, ids.length);
+      const byId = (a: string[], b: string[]) => ((a[1] ?? "") < (b[1] ?? "") ? -1 : 1);
+      expect(later.map((e) => [e.kind, e.id, e.state?.status ?? ""]).sort(byId)).toEqual(
+        [...ids.slice(1).map((id) => ["changed", id, "created"]), ["removed", "slow0", ""]].sort(byId),
+      );
+    } finally {
+      await it.return?.();
+      for (const id of ids) fs.rmSync(path.join(fake.root, id), { recursive: true, force: true });
+    }
+  });
+
+  it("a stream ends with OK when the hub is closed (as on a shutdown that ends watches)", async () => {
+    const got: string[] = [];
+    const done = (async () => {
+      for await (const ev of shim.watch("")) {
+        got.push(ev.kind);
+        if (ev.kind === "synced") hub.close();
+      }
+    })();
+    await expect(done).resolves.toBeUndefined();
+    expect(got).toEqual(["initial", "synced"]);
+    expect(hub.subscribers).toBe(0);
+  });
+
+  it("a stream ends with FAILED_PRECONDITION when the state root goes away", async () => {
+    const it = shim.watch("")[Symbol.asyncIterator]();
+    await firstEvents(it, 2);
+    fs.renameSync(fake.root, `${fake.root}.moved`);
+    try {
+      const e = await it.next().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(ShimError);
+      expect([(e as ShimError).codeName, (e as ShimError).reason]).toEqual(["FAILED_PRECONDITION", "CONFIG_INVALID"]);
+      expect((e as ShimError).details).toMatch(/^state root .* does not exist$/);
+    } finally {
+      fs.renameSync(`${fake.root}.moved`, fake.root);
+    }
+  });
+});
+
+describe("WatchQueue (the client's merging)", () => {
+  const ev = (kind: WatchEventView["kind"], id: string, status?: string): WatchEventView =>
+    status === undefined ? { kind, id } : ({ kind, id, state: { status } } as WatchEventView);
+  const drain = (q: WatchQueue) => {
+    const out: Array<[string, string, string | undefined]> = [];
+    for (let e = q.take(); e !== undefined; e = q.take()) out.push([e.kind, e.id, e.state?.status]);
+    return out;
+  };
+
+  it("merges per container as the server does", () => {
+    const q = new WatchQueue();
+    q.push(ev("initial", "a", "created"));
+    q.push(ev("initial", "b", "created"));
+    q.push(ev("synced", ""));
+    q.push(ev("changed", "a", "running")); // initial a keeps its place and kind
+    q.push(ev("removed", "b")); // never seen: gone
+    q.push(ev("appeared", "c", "created"));
+    q.push(ev("changed", "c", "running")); // appeared c, now running
+    expect(drain(q)).toEqual([
+      ["initial", "a", "running"],
+      ["synced", "", undefined],
+      ["appeared", "c", "running"],
+    ]);
+    q.push(ev("changed", "a", "paused"));
+    q.push(ev("changed", "c", "stopped"));
+    q.push(ev("changed", "a", "running")); // moves behind c
+    q.push(ev("removed", "c"));
+    q.push(ev("appeared", "c", "created")); // removed then appeared: a change
+    expect(q.size).toBe(2);
+    expect(drain(q)).toEqual([
+      ["changed", "a", "running"],
+      ["changed", "c", "created"],
+    ]);
+  });
+});

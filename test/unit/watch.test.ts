@@ -1,0 +1,324 @@
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { StateRoot } from "../../src/runtime/container.js";
+import { RuntimeError } from "../../src/runtime/errors.js";
+import type { ContainerEntry } from "../../src/runtime/list.js";
+import { WatchHub, WatchSubscription, type WatchEvent } from "../../src/runtime/watch.js";
+import { DEAD_INIT, spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
+
+function entry(id: string, status: "created" | "running" | "stopped", pid = 1, owner = "root"): ContainerEntry {
+  return {
+    id,
+    state: {
+      id,
+      pid,
+      status,
+      bundle: "/b",
+      rootfs: "/b/rootfs",
+      created: { seconds: 0, nanos: 0, text: "1970-01-01T00:00:00Z" },
+      annotations: {},
+      owner,
+      ociVersion: "1.0.2-dev",
+    },
+  };
+}
+
+function drain(sub: WatchSubscription): Array<[string, string, string | undefined]> {
+  const out: Array<[string, string, string | undefined]> = [];
+  for (let ev = sub.take(); ev !== undefined; ev = sub.take()) out.push([ev.kind, ev.id, ev.entry?.state?.status ?? (ev.entry?.error === undefined ? undefined : "error")]);
+  return out;
+}
+
+describe("WatchSubscription: one pending event per container", () => {
+  const sub = (): WatchSubscription => new WatchSubscription(undefined, () => {});
+
+  it("queues initial events, then synced, then changes in order", () => {
+    const s = sub();
+    s.offer("a", entry("a", "created"));
+    s.offer("b", entry("b", "running"));
+    s.markSynced();
+    expect(drain(s)).toEqual([
+      ["initial", "a", "created"],
+      ["initial", "b", "running"],
+      ["synced", "", undefined],
+    ]);
+    s.offer("c", entry("c", "created"));
+    s.offer("a", entry("a", "running"));
+    s.offer("b", undefined);
+    expect(drain(s)).toEqual([
+      ["appeared", "c", "created"],
+      ["changed", "a", "running"],
+      ["removed", "b", undefined],
+    ]);
+  });
+
+  it("reports nothing when the signature did not change", () => {
+    const s = sub();
+    s.markSynced();
+    s.offer("a", entry("a", "created"));
+    drain(s);
+    s.offer("a", entry("a", "created", 1, "other"));
+    s.offer("x", undefined);
+    expect(s.size).toBe(0);
+  });
+
+  it("keeps only the latest state of a container while the reader is behind, moved to the end", () => {
+    const s = sub();
+    s.markSynced();
+    for (const id of ["a", "b"]) s.offer(id, entry(id, "created"));
+    drain(s);
+    s.offer("a", entry("a", "running"));
+    s.offer("b", entry("b", "running"));
+    s.offer("a", entry("a", "stopped", 0));
+    expect(s.size).toBe(2);
+    expect(drain(s)).toEqual([
+      ["changed", "b", "running"],
+      ["changed", "a", "stopped"],
+    ]);
+  });
+
+  it("merges per kind: initial stays in place, appeared+removed vanish, removed+appeared is a change", () => {
+    const s = sub();
+    s.offer("a", entry("a", "created"));
+    s.offer("b", entry("b", "created"));
+    s.markSynced();
+    s.offer("a", entry("a", "running")); // initial a updated in place, still before synced
+    s.offer("b", undefined); // initial b dropped: the reader never saw it
+    s.offer("c", entry("c", "created"));
+    s.offer("c", undefined); // appeared then removed: nothing
+    expect(drain(s)).toEqual([
+      ["initial", "a", "running"],
+      ["synced", "", undefined],
+    ]);
+    s.offer("a", undefined);
+    s.offer("a", entry("a", "created", 2)); // removed then recreated: the reader sees a change
+    expect(drain(s)).toEqual([["changed", "a", "created"]]);
+    s.offer("d", entry("d", "created"));
+    s.offer("d", entry("d", "running")); // appeared, then changed before it was read
+    s.offer("a", entry("a", "running", 2));
+    s.offer("a", undefined); // changed then removed: removed
+    expect(drain(s)).toEqual([
+      ["appeared", "d", "running"],
+      ["removed", "a", undefined],
+    ]);
+  });
+
+  it("never holds more than one event per container however many changes arrive", () => {
+    const s = sub();
+    s.markSynced();
+    const statuses = ["created", "running", "stopped"] as const;
+    for (let i = 0; i < 10_000; i++) s.offer(`c${i % 10}`, entry(`c${i % 10}`, statuses[i % 3] as "created", i));
+    expect(s.size).toBeLessThanOrEqual(11);
+  });
+
+  it("ends: pending events stay takeable, later offers are ignored; close() tells the hub once", () => {
+    let closed = 0;
+    const s = new WatchSubscription("a", () => closed++);
+    s.markSynced();
+    s.offer("a", entry("a", "created"));
+    const err = new RuntimeError("ConfigInvalid", "state root /x does not exist");
+    s.end(err);
+    s.offer("a", entry("a", "running"));
+    expect(s.done).toEqual({ error: err });
+    expect(drain(s)).toEqual([
+      ["synced", "", undefined],
+      ["appeared", "a", "created"],
+    ]);
+    s.close();
+    s.close();
+    expect(closed).toBe(1);
+  });
+});
+
+/** Collects a subscription's events as they come. */
+function collect(sub: WatchSubscription): { events: WatchEvent[]; until: (pred: (evs: WatchEvent[]) => boolean, ms?: number) => Promise<void> } {
+  const events: WatchEvent[] = [];
+  let wake: (() => void) | undefined;
+  sub.listen(() => {
+    for (let ev = sub.take(); ev !== undefined; ev = sub.take()) events.push(ev);
+    wake?.();
+  });
+  for (let ev = sub.take(); ev !== undefined; ev = sub.take()) events.push(ev);
+  return {
+    events,
+    async until(pred, ms = 2000) {
+      const t0 = Date.now();
+      while (!pred(events)) {
+        if (Date.now() - t0 > ms) throw new Error(`timed out; events so far: ${JSON.stringify(events.map((e) => [e.kind, e.id, e.entry?.state?.status]))}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 20);
+        });
+      }
+    },
+  };
+}
+
+const summary = (evs: WatchEvent[]): Array<[string, string, string | undefined]> =>
+  evs.map((e) => [e.kind, e.id, e.entry?.state?.status ?? (e.entry?.error instanceof RuntimeError ? e.entry.error.kind : undefined)]);
+
+function countResources(): { watchers: number; timers: number } {
+  const info = process.getActiveResourcesInfo();
+  return { watchers: info.filter((r) => r === "FSEventWrap").length, timers: info.filter((r) => r === "Timeout" || r === "Immediate").length };
+}
+
+/** Notification handles are back to `before`; no timer was added (the test's own may come and go); the hub holds none. */
+function expectBaseline(hub: WatchHub, before: { watchers: number; timers: number }): void {
+  const now = countResources();
+  expect(now.watchers).toBe(before.watchers);
+  expect(now.timers).toBeLessThanOrEqual(before.timers);
+  const h = hub as unknown as { pollTimer?: unknown; rescanTimer?: unknown; flushHandle?: unknown; rootWatcher?: unknown; tracked: Map<string, unknown> };
+  expect([h.pollTimer, h.rescanTimer, h.flushHandle, h.rootWatcher, h.tracked.size]).toEqual([undefined, undefined, undefined, undefined, 0]);
+}
+
+describe("WatchHub over a state root", () => {
+  let fake: ReturnType<typeof tempRoot>;
+  let root: StateRoot;
+  let hub: WatchHub;
+  const inits: FakeInit[] = [];
+
+  beforeAll(async () => {
+    for (let i = 0; i < 3; i++) inits.push(await spawnInit());
+  });
+  afterAll(async () => {
+    for (const i of inits) await i.kill();
+  });
+  afterEach(() => {
+    hub?.close();
+    fake?.cleanup();
+  });
+  const setup = (opts: { pollMs?: number; rescanMs?: number } = {}): void => {
+    fake = tempRoot();
+    root = new StateRoot(fake.root, "v1");
+    hub = new WatchHub(root, opts);
+  };
+
+  it("reports every container first (sorted, symlinks skipped, loading errors included), then each change", async () => {
+    setup();
+    const [i1, i2] = inits as [FakeInit, FakeInit];
+    writeFakeContainer(fake.root, "b", i1);
+    writeFakeContainer(fake.root, "a", i2, { created: false });
+    fs.symlinkSync("a", path.join(fake.root, "alias"));
+    fs.mkdirSync(path.join(fake.root, "corrupt"));
+    fs.writeFileSync(path.join(fake.root, "corrupt", "state.json"), "{");
+    fs.mkdirSync(path.join(fake.root, "half")); // no state.json: being created, not reported
+    const c = collect(hub.subscribe());
+    expect(summary(c.events)).toEqual([
+      ["initial", "a", "running"],
+      ["initial", "b", "created"],
+      ["initial", "corrupt", "SystemError"],
+      ["synced", "", undefined],
+    ]);
+    expect(c.events[1]?.entry?.state).toEqual({ ...root.state("b"), owner: "root" });
+
+    fs.rmSync(path.join(fake.root, "b", "exec.fifo")); // a start
+    await c.until((e) => e.length >= 5);
+    writeFakeContainer(fake.root, "half", DEAD_INIT); // its state.json appears
+    await c.until((e) => e.length >= 6);
+    fs.rmSync(path.join(fake.root, "a"), { recursive: true }); // a delete
+    await c.until((e) => e.length >= 7);
+    writeFakeContainer(fake.root, "corrupt", i2, { created: true }); // repaired
+    await c.until((e) => e.length >= 8);
+    expect(summary(c.events.slice(4))).toEqual([
+      ["changed", "b", "running"],
+      ["appeared", "half", "stopped"],
+      ["removed", "a", undefined],
+      ["changed", "corrupt", "created"],
+    ]);
+  });
+
+  it("sees an init process die within the poll interval", async () => {
+    setup({ pollMs: 20 });
+    const init = await spawnInit();
+    writeFakeContainer(fake.root, "c1", init, { created: false });
+    const c = collect(hub.subscribe("c1"));
+    expect(summary(c.events)).toEqual([["initial", "c1", "running"], ["synced", "", undefined]]);
+    const t0 = performance.now();
+    await init.kill();
+    await c.until((e) => e.length >= 3);
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(c.events[2]?.entry?.state).toMatchObject({ status: "stopped", pid: 0 });
+  });
+
+  it("watches one id that does not exist yet, and follows a symlink alias like State", async () => {
+    setup();
+    const c = collect(hub.subscribe("later"));
+    const alias = collect(hub.subscribe("alias"));
+    expect(summary(c.events)).toEqual([["synced", "", undefined]]);
+    writeFakeContainer(fake.root, "later", inits[0] as FakeInit);
+    await c.until((e) => e.length >= 2);
+    expect(summary(c.events)).toEqual([["synced", "", undefined], ["appeared", "later", "created"]]);
+    fs.symlinkSync("later", path.join(fake.root, "alias"));
+    await alias.until((e) => e.length >= 2);
+    expect(summary(alias.events)).toEqual([["synced", "", undefined], ["appeared", "alias", "created"]]);
+  });
+
+  it("finds changes whose notifications were missed on the next rescan", async () => {
+    setup({ rescanMs: 100 });
+    const c = collect(hub.subscribe());
+    // A container dir made while the dir had no watch and whose events are then lost:
+    // simulate by writing it under another name and renaming the whole dir in one step.
+    const staging = path.join(fake.dir, "staging");
+    writeFakeContainer(staging, "moved", inits[0] as FakeInit);
+    (hub as unknown as { rootWatcher?: fs.FSWatcher }).rootWatcher?.close(); // notifications lost
+    fs.renameSync(path.join(staging, "moved"), path.join(fake.root, "moved"));
+    await c.until((e) => e.length >= 2, 1000);
+    expect(summary(c.events)).toEqual([["synced", "", undefined], ["appeared", "moved", "created"]]);
+    // A rewritten state.json whose notification is lost: the poll cannot see it (it re-derives the
+    // status from the old record), the rescan notices the new file and loads it.
+    const internals = hub as unknown as { rootWatcher?: fs.FSWatcher; tracked: Map<string, { dirWatcher?: fs.FSWatcher }> };
+    internals.rootWatcher?.close();
+    internals.tracked.get("moved")?.dirWatcher?.close();
+    writeFakeContainer(fake.root, "moved", DEAD_INIT);
+    await c.until((e) => e.length >= 3, 1000);
+    expect(summary(c.events)[2]).toEqual(["changed", "moved", "stopped"]);
+  });
+
+  it("shares one set of notifications between watchers and releases every handle and timer when the last leaves", async () => {
+    setup();
+    for (const id of ["x1", "x2", "x3"]) writeFakeContainer(fake.root, id, inits[0] as FakeInit);
+    await new Promise((r) => setTimeout(r, 60));
+    const before = countResources();
+    const s1 = hub.subscribe();
+    const during1 = countResources();
+    const s2 = hub.subscribe();
+    const s3 = hub.subscribe("x1");
+    const during3 = countResources();
+    expect(during1.watchers - before.watchers).toBe(4); // the root and three container dirs
+    expect(during3).toEqual(during1);
+    s1.close();
+    s2.close();
+    await new Promise((r) => setTimeout(r, 60)); // handles leave the list once their close completes
+    expect(countResources().watchers - before.watchers).toBe(2); // the root and x1
+    const timersWhileOpen = countResources().timers;
+    s3.close();
+    await new Promise((r) => setTimeout(r, 60));
+    expectBaseline(hub, before);
+    expect(countResources().timers).toBeLessThan(timersWhileOpen); // the poll and the rescan
+    expect(hub.subscribers).toBe(0);
+  });
+
+  it("ends every subscription with ConfigInvalid when the root goes away", async () => {
+    setup({ rescanMs: 50 });
+    const s = hub.subscribe();
+    const c = collect(s);
+    fs.rmSync(fake.root, { recursive: true });
+    await c.until(() => s.done !== undefined, 1000);
+    expect(s.done?.error).toBeInstanceOf(RuntimeError);
+    expect((s.done?.error as RuntimeError).kind).toBe("ConfigInvalid");
+    expect(hub.subscribers).toBe(0);
+  });
+
+  it("refuses a bad id and an unusable root", async () => {
+    setup();
+    await new Promise((r) => setTimeout(r, 60));
+    const before = countResources();
+    expect(() => hub.subscribe("../x")).toThrow(expect.objectContaining({ kind: "InvalidIdFormat" }));
+    fs.rmSync(fake.root, { recursive: true });
+    expect(() => hub.subscribe()).toThrow(expect.objectContaining({ kind: "ConfigInvalid" }));
+    expect(hub.subscribers).toBe(0);
+    await new Promise((r) => setTimeout(r, 60));
+    expectBaseline(hub, before);
+  });
+});
