@@ -296,27 +296,12 @@ export class StateRoot {
       if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
       throw new RuntimeError("SystemError", `${what}: ${describeError(e)}`, { containerId: id, cause: e });
     };
-    let stateDir: string, stateFile: string;
-    try {
-      stateDir = secureJoin(this.path, id);
-      stateFile = secureJoin(stateDir, STATE_FILENAME);
-    } catch (e) {
-      this.rootOrThrow(id);
-      return fail(e, `lstat ${path.join(this.path, id)}`);
-    }
-    let fd: number;
-    try {
-      fd = fs.openSync(stateFile, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
-    } catch (e) {
-      this.rootOrThrow(id);
-      if (isErrno(e, "ENOENT")) throw new RuntimeError("ContainerNotExists", "container does not exist", { containerId: id });
-      return fail(e, `open ${stateFile}`);
-    }
+    const { fd, stateDir, stateFile, verified } = this.openStateFile(id, fail);
     try {
       const st = fs.fstatSync(fd, { bigint: true });
       if (st.isDirectory()) throw new RuntimeError("SystemError", `read ${stateFile}: is a directory`);
       if (!st.isFile()) throw new RuntimeError("SystemError", `read ${stateFile}: not a regular file`);
-      this.checkInsideRoot(fd, stateFile);
+      if (!verified) this.checkInsideRoot(fd, stateFile);
       const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
       const hit = this.cache.get(stateFile);
       if (hit !== undefined && hit.key === key) return { id, stateDir, record: hit.record };
@@ -333,6 +318,49 @@ export class StateRoot {
       return fail(e, `read ${stateFile}`);
     } finally {
       fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Opens a container's state.json without blocking and without following a
+   * final symlink. Fast path: `<root>/<id>/state.json` opened directly and
+   * accepted only when `/proc/self/fd` shows it is exactly that file under the
+   * real root (no symlink was involved, so SecureJoin would give the same
+   * path). Otherwise the SecureJoin path, resolved as runc does.
+   */
+  private openStateFile(
+    id: string,
+    fail: (e: unknown, what: string) => never,
+  ): { fd: number; stateDir: string; stateFile: string; verified: boolean } {
+    const flags = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
+    const directDir = `${this.path === "/" ? "" : this.path}/${id}`;
+    const direct = `${directDir}/${STATE_FILENAME}`;
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(direct, flags);
+      const real = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (real === `${this.realPath === "/" ? "" : this.realPath}/${id}/${STATE_FILENAME}`) {
+        return { fd, stateDir: directDir, stateFile: direct, verified: true };
+      }
+    } catch {
+      // resolved the careful way below
+    }
+    if (fd !== undefined) fs.closeSync(fd);
+
+    let stateDir: string, stateFile: string;
+    try {
+      stateDir = secureJoin(this.path, id);
+      stateFile = secureJoin(stateDir, STATE_FILENAME);
+    } catch (e) {
+      this.rootOrThrow(id);
+      return fail(e, `lstat ${path.join(this.path, id)}`);
+    }
+    try {
+      return { fd: fs.openSync(stateFile, flags), stateDir, stateFile, verified: false };
+    } catch (e) {
+      this.rootOrThrow(id);
+      if (isErrno(e, "ENOENT")) throw new RuntimeError("ContainerNotExists", "container does not exist", { containerId: id });
+      return fail(e, `open ${stateFile}`);
     }
   }
 

@@ -34,26 +34,17 @@ export function detectCgroupMode(mountPoint = "/sys/fs/cgroup"): CgroupMode {
 }
 
 /**
- * Reads one cgroup file, after checking (statfs) that it lies on a cgroup
- * filesystem, so a crafted state.json cannot make the shim read an arbitrary
- * file (runc 1.1.5 `libcontainer/cgroups/file.go` OpenFile: `not a cgroup file`).
- * The open is non-blocking and does not follow a final symlink.
+ * Reads one cgroup file, after checking (statfs of the opened fd) that it lies
+ * on a cgroup filesystem, so a crafted state.json cannot make the shim read an
+ * arbitrary file (runc 1.1.5 `libcontainer/cgroups/file.go` OpenFile: `not a
+ * cgroup file`). The open is non-blocking (a FIFO or device cannot stall it)
+ * and does not follow a final symlink; nothing is read before the check.
  *
  * @param maxBytes bytes to read at most
  * @returns the content, or `undefined` when the file or its cgroup does not exist (ENOENT, ENODEV, ENOTDIR)
  * @throws {RuntimeError} `SystemError`: `open <file>: not a cgroup file`, or another I/O error
  */
 export function readCgroupFile(file: string, maxBytes = 64): string | undefined {
-  let fsType: number;
-  try {
-    fsType = fs.statfsSync(file).type;
-  } catch (e) {
-    if (isErrno(e, "ENOENT", "ENODEV", "ENOTDIR")) return undefined;
-    throw new RuntimeError("SystemError", `statfs ${file}: ${describeError(e)}`, { cause: e });
-  }
-  if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
-    throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
-  }
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
@@ -62,12 +53,25 @@ export function readCgroupFile(file: string, maxBytes = 64): string | undefined 
     throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
   }
   try {
+    // statfs of /proc/self/fd/N is fstatfs: the check applies to the very file opened.
+    let fsType: number;
+    try {
+      fsType = fs.statfsSync(`/proc/self/fd/${fd}`).type;
+    } catch (e) {
+      throw new RuntimeError("SystemError", `statfs ${file}: ${describeError(e)}`, { cause: e });
+    }
+    if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
+      throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
+    }
     const buf = Buffer.alloc(maxBytes);
-    const n = fs.readSync(fd, buf, 0, maxBytes, 0);
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, 0, maxBytes, 0);
+    } catch (e) {
+      if (isErrno(e, "ENODEV")) return undefined;
+      throw new RuntimeError("SystemError", `read ${file}: ${describeError(e)}`, { cause: e });
+    }
     return buf.toString("utf8", 0, n);
-  } catch (e) {
-    if (isErrno(e, "ENODEV")) return undefined;
-    throw new RuntimeError("SystemError", `read ${file}: ${describeError(e)}`, { cause: e });
   } finally {
     fs.closeSync(fd);
   }

@@ -47,7 +47,7 @@ export function secureJoin(root: string, unsafePath: string): string {
     const full = path.posix.normalize(root + cleanPart);
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(full);
+      st = fs.lstatSync(full, { throwIfNoEntry: false }); // no exception for the common miss
     } catch (e) {
       if (!isErrno(e, "ENOENT", "ENOTDIR")) throw e;
     }
