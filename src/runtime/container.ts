@@ -280,7 +280,7 @@ export class StateRoot {
     return deriveStatus({
       freezer: containerFreezerState(r.cgroupPaths, this.cgroupMode),
       initAlive: isInitAlive(r.initProcessPid, r.initProcessStart),
-      execFifoExists: fs.statSync(path.join(c.stateDir, EXEC_FIFO_FILENAME), { throwIfNoEntry: false }) !== undefined,
+      execFifoExists: execFifoExists(path.join(c.stateDir, EXEC_FIFO_FILENAME)),
     });
   }
 
@@ -396,6 +396,19 @@ export class StateRoot {
       if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
       throw e;
     }
+  }
+}
+
+/**
+ * Whether the exec fifo exists as runc decides it (runc 1.1.5 refreshState:
+ * `os.Stat(fifo) == nil`): stat follows symlinks, any file type counts, and any
+ * stat error (ENOENT, ELOOP, ENOTDIR, ENAMETOOLONG, ...) means it does not.
+ */
+export function execFifoExists(fifo: string): boolean {
+  try {
+    return fs.statSync(fifo, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return false;
   }
 }
 

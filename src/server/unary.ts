@@ -177,6 +177,17 @@ export function unary<Req, Res>(
       respond(new RuntimeError("InvalidRequest", `malformed request: ${malformed.problem}`));
       return;
     }
+    // A call the client gave up on before its handler ran must not run: Start would change things.
+    if (call.cancelled) {
+      respond(new RuntimeError("Cancelled", "call cancelled by the client before it was handled"));
+      return;
+    }
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    if (Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - DEADLINE_MARGIN_MS) {
+      respond(new RuntimeError("DeadlineExceeded", "deadline exceeded before the call was handled"));
+      return;
+    }
     let result: Promise<Res> | Res;
     try {
       result = handler(call.request, { signal, log });

@@ -200,4 +200,16 @@ describe.skipIf(skipRunc())("State and load against hostile input", () => {
       { numRuns: 3000 },
     );
   });
+
+  it("an exec.fifo that cannot be stat'ed (symlink loop, ENOTDIR) reads as no fifo, as in runc: running", async () => {
+    for (const target of ["exec.fifo", "state.json/x"]) {
+      const id = fx.create();
+      const fifo = path.join(fx.root, id, "exec.fifo");
+      fs.rmSync(fifo);
+      fs.symlinkSync(target, fifo);
+      expect(await shim.state(id)).toMatchObject({ status: "running" });
+      const e = await failure(shim.start(id));
+      expect([e.codeName, e.details]).toEqual(["FAILED_PRECONDITION", "cannot start an already running container"]);
+    }
+  });
 });
