@@ -1,0 +1,300 @@
+/**
+ * The benchmark's client: a separate process (forked by bench.ts and
+ * profile.ts with an IPC channel) that drives runc-shim over its Unix socket
+ * with the package's gRPC client, and spawns `runc` from this same process for
+ * the comparison. It answers one request at a time (see ./lib/protocol.ts).
+ *
+ * Both the State call and the floor call (`grpc.health.v1.Health/Check`,
+ * service "") go through the raw grpc-js callback API on one shared channel,
+ * so the client-side cost of the two is the same.
+ */
+import { spawn } from "node:child_process";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+import { createShimClient, type ShimClient } from "../src/client/client.js";
+import { ContainerStatus, type StateResponse } from "../gen/ts/runcshim/v1/shim.js";
+import type {
+  Probe,
+  RoundsResult,
+  StartResult,
+  ThroughputResult,
+  TouchResult,
+  WorkerReply,
+  WorkerRequest,
+} from "./lib/protocol.js";
+import { seededRandom, shuffle } from "./lib/stats.js";
+
+type Callback<T> = (err: grpc.ServiceError | null, res?: T) => void;
+
+interface HealthClient extends grpc.Client {
+  Check(req: { service: string }, cb: Callback<{ status: string }>): grpc.ClientUnaryCall;
+}
+
+const HealthClientCtor = grpc.makeGenericClientConstructor(
+  healthService as unknown as grpc.ServiceDefinition,
+  "grpc.health.v1.Health",
+) as unknown as new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ClientOptions) => HealthClient;
+
+interface Conn {
+  shim: ShimClient;
+  health: HealthClient;
+}
+
+const conns = new Map<string, Conn>();
+
+const STATUS_OF: Record<number, string> = {
+  [ContainerStatus.CONTAINER_STATUS_CREATED]: "created",
+  [ContainerStatus.CONTAINER_STATUS_RUNNING]: "running",
+  [ContainerStatus.CONTAINER_STATUS_STOPPED]: "stopped",
+  [ContainerStatus.CONTAINER_STATUS_PAUSED]: "paused",
+  [ContainerStatus.CONTAINER_STATUS_PAUSING]: "pausing",
+};
+
+function conn(name: string | undefined): Conn {
+  const c = name === undefined ? undefined : conns.get(name);
+  if (c === undefined) throw new Error(`no connection named ${String(name)}`);
+  return c;
+}
+
+/** Opens a channel to the server and waits until a health check answers SERVING. */
+async function connect(name: string, socket: string): Promise<void> {
+  const shim = createShimClient(socket);
+  const health = new HealthClientCtor(`unix://${socket}`, grpc.credentials.createInsecure(), {
+    channelOverride: shim.raw.getChannel(),
+  });
+  await new Promise<void>((resolve, reject) =>
+    shim.raw.waitForReady(Date.now() + 10_000, (e) => (e ? reject(new Error(`server on ${socket} not ready: ${e.message}`)) : resolve())),
+  );
+  const status = await new Promise<string>((resolve, reject) =>
+    health.Check({ service: "" }, (e, r) => (e ? reject(e) : resolve(String(r?.status)))),
+  );
+  if (status !== "SERVING") throw new Error(`health check of ${socket} says ${status}`);
+  conns.set(name, { shim, health });
+}
+
+/** One floor call; resolves with its latency in µs. */
+function floorCall(c: Conn): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    c.health.Check({ service: "" }, (e) => {
+      const us = (performance.now() - t0) * 1000;
+      if (e) reject(new Error(`Health/Check failed: ${e.message}`));
+      else resolve(us);
+    });
+  });
+}
+
+/** One State call; resolves with its latency in µs, after checking the status. */
+function shimStateCall(c: Conn, id: string, expect: string | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    c.shim.raw.state({ id }, (e: grpc.ServiceError | null, r?: StateResponse) => {
+      const us = (performance.now() - t0) * 1000;
+      if (e) return reject(new Error(`State ${id} failed: ${e.message}`));
+      const status = STATUS_OF[r?.status ?? -1] ?? "unspecified";
+      if (expect !== undefined && status !== expect) return reject(new Error(`State ${id}: ${status}, expected ${expect}`));
+      resolve(us);
+    });
+  });
+}
+
+/** Runs `runc --root root args...`; resolves with the wall time from spawn to close in ms and its stdout. */
+function runc(root: string, args: string[]): Promise<{ ms: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const p = spawn("runc", ["--root", root, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    p.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    p.once("error", reject);
+    p.once("close", (code) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) reject(new Error(`runc ${args.join(" ")} exited ${code}: ${err.trim()}`));
+      else resolve({ ms, stdout: out });
+    });
+  });
+}
+
+/** One `runc state`; resolves with its latency in µs, after checking the status. */
+async function runcStateCall(root: string, id: string, expect: string | undefined): Promise<number> {
+  const { ms, stdout } = await runc(root, ["state", id]);
+  if (expect !== undefined) {
+    const status = (JSON.parse(stdout) as { status: string }).status;
+    if (status !== expect) throw new Error(`runc state ${id}: ${status}, expected ${expect}`);
+  }
+  return ms * 1000;
+}
+
+function probeCall(p: Probe, round: number): Promise<number> {
+  const id = p.ids === undefined || p.ids.length === 0 ? "" : p.ids[round % p.ids.length]!;
+  switch (p.kind) {
+    case "floor":
+      return floorCall(conn(p.conn));
+    case "shim":
+      return shimStateCall(conn(p.conn), id, p.expect);
+    case "runc":
+      if (p.root === undefined) throw new Error(`probe ${p.key}: no root`);
+      return runcStateCall(p.root, id, p.expect);
+  }
+}
+
+/** `rounds` rounds; in each, every probe once, in a seeded shuffled order. */
+async function rounds(probes: Probe[], n: number, seed: number): Promise<RoundsResult> {
+  const out: RoundsResult = Object.fromEntries(probes.map((p) => [p.key, [] as number[]]));
+  const random = seededRandom(seed);
+  for (let i = 0; i < n; i++) {
+    for (const p of shuffle([...probes], random)) out[p.key]!.push(await probeCall(p, i));
+  }
+  return out;
+}
+
+/** Start pairs: shim Start of `shimIds[i]` and `runc start` of `runcIds[i]`, the first of the pair alternating. */
+async function startPairs(c: Conn, root: string, shimIds: string[], runcIds: string[]): Promise<StartResult> {
+  const out: StartResult = { shim: [], runc: [] };
+  const shimStart = async (id: string): Promise<number> => {
+    const t0 = performance.now();
+    const pid = await c.shim.start(id, { deadlineMs: 30_000 });
+    const ms = performance.now() - t0;
+    if (!(pid > 0)) throw new Error(`Start ${id} returned pid ${pid}`);
+    return ms;
+  };
+  for (let i = 0; i < Math.min(shimIds.length, runcIds.length); i++) {
+    if (i % 2 === 0) {
+      out.shim.push(await shimStart(shimIds[i]!));
+      out.runc.push((await runc(root, ["start", runcIds[i]!])).ms);
+    } else {
+      out.runc.push((await runc(root, ["start", runcIds[i]!])).ms);
+      out.shim.push(await shimStart(shimIds[i]!));
+    }
+  }
+  return out;
+}
+
+/**
+ * A closed loop with `concurrency` calls in flight for `warmupMs + durationMs`;
+ * counts the completions inside the last `durationMs`.
+ */
+function closedLoop(
+  call: (i: number, done: (ok: boolean) => void) => void,
+  concurrency: number,
+  warmupMs: number,
+  durationMs: number,
+): Promise<ThroughputResult> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const from = t0 + warmupMs;
+    const until = from + durationMs;
+    let calls = 0;
+    let errors = 0;
+    let totalCalls = 0;
+    let active = concurrency;
+    let next = 0;
+    const lane = (): void => {
+      if (performance.now() >= until) {
+        if (--active === 0) resolve({ calls, errors, seconds: durationMs / 1000, totalCalls });
+        return;
+      }
+      call(next++, (ok) => {
+        totalCalls++;
+        const t = performance.now();
+        if (t >= from && t < until) {
+          if (ok) calls++;
+          else errors++;
+        }
+        lane();
+      });
+    };
+    for (let i = 0; i < concurrency; i++) lane();
+  });
+}
+
+function throughput(c: Conn, kind: "shim" | "floor", ids: string[], concurrency: number, warmupMs: number, durationMs: number): Promise<ThroughputResult> {
+  const call =
+    kind === "floor"
+      ? (_i: number, done: (ok: boolean) => void) => void c.health.Check({ service: "" }, (e) => done(!e))
+      : (i: number, done: (ok: boolean) => void) => void c.shim.raw.state({ id: ids[i % ids.length]! }, (e: grpc.ServiceError | null) => done(!e));
+  return closedLoop(call, concurrency, warmupMs, durationMs);
+}
+
+function runcThroughput(root: string, ids: string[], parallel: number, warmupMs: number, durationMs: number): Promise<ThroughputResult> {
+  return closedLoop(
+    (i, done) => void runc(root, ["state", ids[i % ids.length]!]).then(() => done(true), () => done(false)),
+    parallel,
+    warmupMs,
+    durationMs,
+  );
+}
+
+/** State of every id once, `concurrency` in flight (fills the server's state.json cache). */
+function touch(c: Conn, ids: string[], concurrency: number): Promise<TouchResult> {
+  return new Promise((resolve) => {
+    const out: TouchResult = { ok: 0, errors: 0, statuses: {} };
+    let next = 0;
+    let active = Math.min(concurrency, ids.length);
+    if (active === 0) return resolve(out);
+    const lane = (): void => {
+      if (next >= ids.length) {
+        if (--active === 0) resolve(out);
+        return;
+      }
+      c.shim.raw.state({ id: ids[next++]! }, (e: grpc.ServiceError | null, r?: StateResponse) => {
+        if (e) out.errors++;
+        else {
+          out.ok++;
+          const s = STATUS_OF[r?.status ?? -1] ?? "unspecified";
+          out.statuses[s] = (out.statuses[s] ?? 0) + 1;
+        }
+        lane();
+      });
+    };
+    for (let i = 0; i < active; i++) lane();
+  });
+}
+
+async function handle(req: WorkerRequest): Promise<unknown> {
+  switch (req.op) {
+    case "connect":
+      return connect(req.name, req.socket);
+    case "close": {
+      const c = conns.get(req.name);
+      c?.health.close();
+      c?.shim.close();
+      conns.delete(req.name);
+      return undefined;
+    }
+    case "rounds":
+      return rounds(req.probes, req.rounds, req.seed);
+    case "start":
+      return startPairs(conn(req.conn), req.root, req.shimIds, req.runcIds);
+    case "throughput":
+      return throughput(conn(req.conn), req.kind, req.ids, req.concurrency, req.warmupMs, req.durationMs);
+    case "runcThroughput":
+      return runcThroughput(req.root, req.ids, req.parallel, req.warmupMs, req.durationMs);
+    case "touch":
+      return touch(conn(req.conn), req.ids, req.concurrency);
+    case "exit":
+      for (const c of conns.values()) {
+        c.health.close();
+        c.shim.close();
+      }
+      conns.clear();
+      setImmediate(() => process.exit(0));
+      return undefined;
+  }
+}
+
+if (process.send === undefined) {
+  process.stderr.write("client-worker: run me with child_process.fork (bench.js does)\n");
+  process.exit(2);
+}
+// The parent going away (even by SIGKILL) closes the IPC channel: then leave too.
+process.on("disconnect", () => process.exit(0));
+// Ctrl-C reaches the whole process group; the parent does the cleaning up.
+process.on("SIGINT", () => process.exit(130));
+process.on("message", (msg: WorkerRequest) => {
+  void handle(msg).then(
+    (result) => process.send?.({ seq: msg.seq, ok: true, result } satisfies WorkerReply),
+    (e: unknown) => process.send?.({ seq: msg.seq, ok: false, error: e instanceof Error ? e.message : String(e) } satisfies WorkerReply),
+  );
+});

@@ -1,0 +1,162 @@
+/**
+ * Where the server's time goes under a State load:
+ *
+ *   node dist/bench/profile.js [--seconds 10] [--concurrency 64] [--dir /tmp/prof] [--top 25]
+ *
+ * Creates busybox containers with runc under a temporary state root (2 created,
+ * 2 running), runs the server as
+ * `node --cpu-prof --cpu-prof-dir=DIR dist/src/main.js serve ... --log-level warn`,
+ * drives State at `--concurrency` calls in flight from the client worker (a
+ * separate process) for `--seconds`, stops the server with SIGTERM (the profile
+ * is written at exit), prints the self time per category and the top functions,
+ * writes the summary to bench/results/profile.json, and deletes everything
+ * (also on SIGINT/SIGTERM). The .cpuprofile file stays in DIR for DevTools.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { makeBundle, runcUnavailable, uniqueId } from "../scripts/lib/runc.js";
+import { defaultTempBase } from "./lib/tmp.js";
+import { inclusive, summarizeProfile, type CpuProfile } from "./lib/cpuprofile.js";
+import { ContainerRegistry, pool, runcAsync } from "./lib/containers.js";
+import { launchServer, type ServerHandle } from "./lib/server.js";
+import { Worker } from "./lib/worker-client.js";
+
+const OUT = fileURLToPath(new URL("../../bench/results/profile.json", import.meta.url));
+
+const registry = new ContainerRegistry();
+let server: ServerHandle | undefined;
+let worker: Worker | undefined;
+let tempDir: string | undefined;
+let cleaning: Promise<void> | undefined;
+
+/** Stops the worker and the server by pid, deletes the containers and the temporary dir. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await worker?.exit(2000).catch(() => worker?.kill());
+    await server?.stop(5000).catch(() => undefined);
+    await registry.deleteAll(4);
+    if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+function arg(argv: string[], name: string, def: string): string {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const seconds = Number(arg(argv, "--seconds", "10"));
+  const concurrency = Number(arg(argv, "--concurrency", "64"));
+  const profDir = path.resolve(arg(argv, "--dir", "/tmp/prof"));
+  const top = Number(arg(argv, "--top", "25"));
+  const why = runcUnavailable();
+  if (why !== undefined) {
+    process.stderr.write(`profile: ${why}\n`);
+    return 1;
+  }
+  let stopping = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    void cleanup().finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("exit", () => {
+    worker?.kill();
+    if (server !== undefined) {
+      try {
+        process.kill(server.pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    registry.deleteAllSync();
+    if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
+  });
+
+  tempDir = fs.mkdtempSync(path.join(defaultTempBase(), "runc-shim-prof-"));
+  const root = path.join(tempDir, "root");
+  fs.mkdirSync(root, { mode: 0o700 });
+  const bundle = makeBundle(path.join(tempDir, "bundle"));
+  const created = [uniqueId("pc"), uniqueId("pc")];
+  const running = [uniqueId("pr"), uniqueId("pr")];
+  await pool([...created, ...running], 2, (id) => registry.create(root, bundle, id, tempDir!));
+  for (const id of running) {
+    const r = await runcAsync(root, ["start", id]);
+    if (r.code !== 0) throw new Error(`runc start ${id}: ${r.stderr}`);
+  }
+
+  fs.mkdirSync(profDir, { recursive: true });
+  server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] });
+  const pid = server.pid;
+  worker = new Worker();
+  await worker.request({ op: "connect", name: "p", socket: server.socket });
+  const ids = [...created, ...running];
+  process.stderr.write(`profile: server pid ${pid} under --cpu-prof; State at ${concurrency} in flight for ${seconds} s\n`);
+  await worker.request({ op: "throughput", conn: "p", kind: "shim", ids, concurrency, warmupMs: 0, durationMs: 1000 });
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const load = await worker.request({ op: "throughput", conn: "p", kind: "shim", ids, concurrency, warmupMs: 0, durationMs: seconds * 1000 });
+  const toUs = Number(process.hrtime.bigint() / 1000n);
+  await worker.request({ op: "close", name: "p" });
+  const code = await server.stop(10_000);
+  const file = fs
+    .readdirSync(profDir)
+    .filter((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`))
+    .map((f) => path.join(profDir, f))[0];
+  if (file === undefined) throw new Error(`server (exit ${code}) wrote no .cpuprofile for pid ${pid} in ${profDir}`);
+  await cleanup();
+
+  const profile = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
+  if (profile.startTime > fromUs || profile.endTime < toUs) {
+    throw new Error(`the profile (${profile.startTime}..${profile.endTime} µs) does not cover the load (${fromUs}..${toUs} µs of CLOCK_MONOTONIC)`);
+  }
+  const summary = summarizeProfile(profile, { fromUs, toUs });
+  const rate = load.calls / load.seconds;
+  const ms = (v: number): string => v.toFixed(0).padStart(7);
+  const pct = (v: number): string => `${((100 * v) / summary.busyMs).toFixed(1).padStart(5)}%`;
+  const lines: string[] = [
+    `profile: ${file}`,
+    `load: State at ${concurrency} in flight, ${Math.round(rate)} calls/s under the profiler (${load.calls} calls in ${load.seconds} s, ${load.errors} errors)`,
+    `samples inside the ${seconds} s load window only (start-up, warm-up and shutdown excluded): server busy ${summary.busyMs.toFixed(0)} ms of ${summary.sampledMs.toFixed(0)} ms`,
+    `server busy time per call: ${((1000 * summary.busyMs) / Math.max(1, load.calls)).toFixed(1)} µs`,
+    "",
+    "self time by category (% of busy):",
+    ...summary.categories.map((c) => `${ms(c.selfMs)} ms ${pct(c.selfMs)}  ${c.category}`),
+    "",
+    `top ${top} functions by self time:`,
+    ...summary.functions
+      .filter((f) => f.category !== "idle")
+      .slice(0, top)
+      .map((f) => `${ms(f.selfMs)} ms ${pct(f.selfMs)}  ${f.fn}  [${f.category}]`),
+    "",
+    "callers (nearest frame outside node's own modules) of the top self-time functions:",
+    ...summary.callers.flatMap((c) => [
+      `${ms(c.selfMs)} ms  ${c.fn}`,
+      ...c.callers.slice(0, 4).map((k) => `            ${ms(k.ms)} ms  <- ${k.fn}`),
+    ]),
+    "",
+    "inclusive time of our code and the logger (% of busy):",
+    ...inclusive(summary, /\/src\/(runtime|server)\/|pino|(^|\s)child /)
+      .slice(0, top)
+      .map((f) => `${ms(f.totalMs)} ms ${pct(f.totalMs)}  ${f.fn}`),
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+  fs.mkdirSync(path.dirname(OUT), { recursive: true });
+  fs.writeFileSync(OUT, `${JSON.stringify({ file, window: { fromUs, toUs }, concurrency, seconds, load, callsPerSecond: rate, ...summary, functions: summary.functions.slice(0, 200) }, null, 2)}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (e: unknown) => {
+    process.stderr.write(`profile failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    await cleanup().catch(() => undefined);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,101 @@
+/**
+ * `npm run bench -- --quick` end to end (no speed thresholds): it exits 0,
+ * prints every row of the table and the targets, writes every row as JSON, and
+ * leaves no temporary state root behind.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { skipRunc } from "../helpers/runc.js";
+
+const BENCH = fileURLToPath(new URL("../../dist/bench/bench.js", import.meta.url));
+
+const ROWS = [
+  "floor Health/Check latency p50",
+  "floor Health/Check latency p90",
+  "floor Health/Check latency p99",
+  "State latency created p50",
+  "State latency created p90",
+  "State latency created p99",
+  "State latency running p50",
+  "State latency running p90",
+  "State latency running p99",
+  "floor latency p50 back-to-back",
+  "floor latency p99 back-to-back",
+  "State latency created p50 back-to-back",
+  "State latency created p99 back-to-back",
+  "State latency running p50 back-to-back",
+  "State latency running p99 back-to-back",
+  "Start latency p50",
+  "Start latency p90",
+  "Start latency p99",
+  "State throughput 1 in flight",
+  "State throughput 16 in flight",
+  "State throughput 64 in flight",
+  "CPU per call 64 in flight",
+  "State p50 at 10 containers",
+  "State p50 at 1,000 containers",
+  "State p50 at 10,000 containers",
+  "server RSS at 10 containers",
+  "server RSS at 1,000 containers",
+  "server RSS at 10,000 containers",
+];
+
+interface BenchJson {
+  meta: { mode: string; serverLogLevel: string; tempDir: string };
+  rows: Array<{ label: string; unit: string; shim: number | null; runc: number | null; floor: number | null }>;
+  targets: Array<{ name: string; pass: boolean; detail: string }>;
+}
+
+function run(args: string[], timeoutMs: number): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BENCH, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    p.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    // SIGTERM lets the benchmark delete its containers before it exits.
+    const timer = setTimeout(() => p.pid !== undefined && process.kill(p.pid, "SIGTERM"), timeoutMs);
+    p.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+    });
+  });
+}
+
+describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
+  it("exits 0, prints every row and the targets, and writes every row as JSON", async () => {
+    expect(fs.existsSync(BENCH), `${BENCH} is missing: npm test builds it`).toBe(true);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rs-bench-test-"));
+    const out = path.join(dir, "bench.json");
+    try {
+      const r = await run(["--quick", "--out", out], 85_000);
+      expect(r.code, r.stderr).toBe(0);
+      for (const label of ROWS) expect(r.stdout).toContain(label);
+      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(6);
+
+      const json = JSON.parse(fs.readFileSync(out, "utf8")) as BenchJson;
+      expect(json.meta).toMatchObject({ mode: "quick", serverLogLevel: "warn" });
+      expect(json.rows.map((row) => row.label)).toEqual(ROWS);
+      for (const row of json.rows) {
+        const figures = [row.shim, row.runc, row.floor].filter((v): v is number => v !== null);
+        const single = row.label.startsWith("floor") || row.label.startsWith("server RSS");
+        const noRunc = row.label.endsWith("back-to-back") && !single;
+        expect(figures, row.label).toHaveLength(single ? 1 : noRunc ? 2 : 3);
+        for (const v of figures) {
+          expect(Number.isFinite(v), row.label).toBe(true);
+          expect(v, row.label).toBeGreaterThan(0);
+        }
+      }
+      expect(json.targets).toHaveLength(6);
+      for (const t of json.targets) expect(typeof t.pass).toBe("boolean");
+      // Everything it made is gone: the temporary dir held every state root.
+      expect(fs.existsSync(json.meta.tempDir)).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 100_000);
+});
