@@ -9,7 +9,10 @@ import { isInitAlive } from "./proc.js";
 import { MAX_STATE_FILE_BYTES, parseStateFile, splitLabels, type ContainerStateRecord, type Instant } from "./state-file.js";
 import { deriveStatus, type ContainerStatus } from "./status.js";
 
-/** Most parsed state.json records kept in memory (about 1 KiB each). */
+/** How state.json is opened: never blocking (a FIFO cannot stall the loop), never through a final symlink. */
+const STATE_OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
+
+/** Most parsed state.json records kept in memory (a few hundred bytes each). */
 export const STATE_CACHE_ENTRIES = 20_000;
 
 /** What State answers: `runc state`'s fields (runc 1.1.5 `state.go`, `list.go` containerState). */
@@ -43,8 +46,20 @@ interface LoadedContainer {
 }
 
 interface CacheEntry {
-  key: string;
+  /** Identity of the file parsed: device, inode, size, mtime and ctime (ns). */
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
   record: ContainerStateRecord;
+}
+
+/** Largest state.json whose parse is cached, in bytes; larger (crafted) ones are parsed on every call. */
+export const MAX_CACHED_STATE_BYTES = 256 * 1024;
+
+function sameFile(e: CacheEntry, st: fs.BigIntStats): boolean {
+  return e.ino === st.ino && e.dev === st.dev && e.size === st.size && e.mtimeNs === st.mtimeNs && e.ctimeNs === st.ctimeNs;
 }
 
 /** What {@link StateRoot.probe} returns. */
@@ -278,9 +293,9 @@ export class StateRoot {
   private status(c: LoadedContainer): ContainerStatus {
     const r = c.record;
     return deriveStatus({
-      freezer: containerFreezerState(r.cgroupPaths, this.cgroupMode),
-      initAlive: isInitAlive(r.initProcessPid, r.initProcessStart),
-      execFifoExists: execFifoExists(path.join(c.stateDir, EXEC_FIFO_FILENAME)),
+      freezer: () => containerFreezerState(r.cgroupPaths, this.cgroupMode),
+      initAlive: () => isInitAlive(r.initProcessPid, r.initProcessStart),
+      execFifoExists: () => execFifoExists(`${c.stateDir}/${EXEC_FIFO_FILENAME}`),
     });
   }
 
@@ -296,24 +311,35 @@ export class StateRoot {
       if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
       throw new RuntimeError("SystemError", `${what}: ${describeError(e)}`, { containerId: id, cause: e });
     };
-    const { fd, stateDir, stateFile, verified } = this.openStateFile(id, fail);
+    return this.loadDirect(id, fail) ?? this.loadResolved(id, fail);
+  }
+
+  /**
+   * Fast path: `<root>/<id>/state.json` opened directly. Accepted when the
+   * opened file is the one cached for this path (same device, inode, size,
+   * mtime, ctime, and a single link: it was checked to lie inside the root when
+   * it was cached), or when `/proc/self/fd` shows exactly that path under the
+   * real root (no symlink was involved, so SecureJoin would give the same path).
+   * Anything else goes the careful way ({@link loadResolved}).
+   */
+  private loadDirect(id: string, fail: (e: unknown, what: string) => never): LoadedContainer | undefined {
+    const stateDir = `${this.path === "/" ? "" : this.path}/${id}`;
+    const stateFile = `${stateDir}/${STATE_FILENAME}`;
+    let fd: number;
+    try {
+      fd = fs.openSync(stateFile, STATE_OPEN_FLAGS);
+    } catch {
+      return undefined;
+    }
     try {
       const st = fs.fstatSync(fd, { bigint: true });
-      if (st.isDirectory()) throw new RuntimeError("SystemError", `read ${stateFile}: is a directory`);
-      if (!st.isFile()) throw new RuntimeError("SystemError", `read ${stateFile}: not a regular file`);
-      if (!verified) this.checkInsideRoot(fd, stateFile);
-      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      if (!st.isFile()) return undefined;
       const hit = this.cache.get(stateFile);
-      if (hit !== undefined && hit.key === key) return { id, stateDir, record: hit.record };
-      if (st.size > BigInt(MAX_STATE_FILE_BYTES)) {
-        throw new RuntimeError(
-          "SystemError",
-          `${stateFile}: state file is ${st.size} bytes, more than the ${MAX_STATE_FILE_BYTES / 1024 / 1024} MiB limit; not read`,
-        );
+      if (hit !== undefined && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: hit.record };
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== `${this.realPath === "/" ? "" : this.realPath}/${id}/${STATE_FILENAME}`) {
+        return undefined;
       }
-      const record = parseStateFile(stateFile, readBounded(fd, stateFile, Number(st.size)));
-      this.remember(stateFile, { key, record });
-      return { id, stateDir, record };
+      return { id, stateDir, record: this.parse(fd, st, stateFile) };
     } catch (e) {
       return fail(e, `read ${stateFile}`);
     } finally {
@@ -321,32 +347,8 @@ export class StateRoot {
     }
   }
 
-  /**
-   * Opens a container's state.json without blocking and without following a
-   * final symlink. Fast path: `<root>/<id>/state.json` opened directly and
-   * accepted only when `/proc/self/fd` shows it is exactly that file under the
-   * real root (no symlink was involved, so SecureJoin would give the same
-   * path). Otherwise the SecureJoin path, resolved as runc does.
-   */
-  private openStateFile(
-    id: string,
-    fail: (e: unknown, what: string) => never,
-  ): { fd: number; stateDir: string; stateFile: string; verified: boolean } {
-    const flags = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
-    const directDir = `${this.path === "/" ? "" : this.path}/${id}`;
-    const direct = `${directDir}/${STATE_FILENAME}`;
-    let fd: number | undefined;
-    try {
-      fd = fs.openSync(direct, flags);
-      const real = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      if (real === `${this.realPath === "/" ? "" : this.realPath}/${id}/${STATE_FILENAME}`) {
-        return { fd, stateDir: directDir, stateFile: direct, verified: true };
-      }
-    } catch {
-      // resolved the careful way below
-    }
-    if (fd !== undefined) fs.closeSync(fd);
-
+  /** runc's way: SecureJoin the id, then state.json, open, and check the opened file lies inside the root. */
+  private loadResolved(id: string, fail: (e: unknown, what: string) => never): LoadedContainer {
     let stateDir: string, stateFile: string;
     try {
       stateDir = secureJoin(this.path, id);
@@ -355,13 +357,47 @@ export class StateRoot {
       this.rootOrThrow(id);
       return fail(e, `lstat ${path.join(this.path, id)}`);
     }
+    let fd: number;
     try {
-      return { fd: fs.openSync(stateFile, flags), stateDir, stateFile, verified: false };
+      fd = fs.openSync(stateFile, STATE_OPEN_FLAGS);
     } catch (e) {
       this.rootOrThrow(id);
-      if (isErrno(e, "ENOENT")) throw new RuntimeError("ContainerNotExists", "container does not exist", { containerId: id });
+      if (isErrno(e, "ENOENT")) {
+        this.cache.delete(stateFile);
+        throw new RuntimeError("ContainerNotExists", "container does not exist", { containerId: id });
+      }
       return fail(e, `open ${stateFile}`);
     }
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (st.isDirectory()) throw new RuntimeError("SystemError", `read ${stateFile}: is a directory`);
+      if (!st.isFile()) throw new RuntimeError("SystemError", `read ${stateFile}: not a regular file`);
+      this.checkInsideRoot(fd, stateFile);
+      const hit = this.cache.get(stateFile);
+      if (hit !== undefined && sameFile(hit, st)) return { id, stateDir, record: hit.record };
+      return { id, stateDir, record: this.parse(fd, st, stateFile) };
+    } catch (e) {
+      return fail(e, `read ${stateFile}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Reads and parses an opened state.json (at most 16 MiB); caches the parse of small ones. */
+  private parse(fd: number, st: fs.BigIntStats, stateFile: string): ContainerStateRecord {
+    if (st.size > BigInt(MAX_STATE_FILE_BYTES)) {
+      throw new RuntimeError(
+        "SystemError",
+        `${stateFile}: state file is ${st.size} bytes, more than the ${MAX_STATE_FILE_BYTES / 1024 / 1024} MiB limit; not read`,
+      );
+    }
+    const record = parseStateFile(stateFile, readBounded(fd, stateFile, Number(st.size)));
+    if (st.size <= BigInt(MAX_CACHED_STATE_BYTES)) {
+      this.remember(stateFile, { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, record });
+    } else {
+      this.cache.delete(stateFile);
+    }
+    return record;
   }
 
   /** The opened file must resolve inside the real state root (guards against symlink races). */
@@ -405,11 +441,7 @@ export class StateRoot {
  * stat error (ENOENT, ELOOP, ENOTDIR, ENAMETOOLONG, ...) means it does not.
  */
 export function execFifoExists(fifo: string): boolean {
-  try {
-    return fs.statSync(fifo, { throwIfNoEntry: false }) !== undefined;
-  } catch {
-    return false;
-  }
+  return fs.existsSync(fifo); // stat(2) semantics without building a Stats object; never throws
 }
 
 /** Reads a whole regular file of known size from `fd`, at most {@link MAX_STATE_FILE_BYTES} bytes. */

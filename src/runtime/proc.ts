@@ -23,14 +23,20 @@ export interface ProcStat {
 export function parseProcStat(text: string): ProcStat | undefined {
   const open = text.indexOf("(");
   const close = text.lastIndexOf(")");
-  if (open === -1 || close < open) return undefined;
-  const after = text.slice(close + 2);
-  const fields = after.split(" ");
-  if (fields.length < 20) return undefined;
-  const state = fields[0] ?? "";
-  const start = (fields[19] ?? "").trim();
-  if (state.length !== 1 || !/^\d+$/.test(start)) return undefined;
-  return { name: text.slice(open + 1, close), state, startTime: Number(start) };
+  if (open === -1 || close < open || text.charCodeAt(close + 1) !== 0x20) return undefined;
+  const state = text.charAt(close + 2);
+  if (state === "" || text.charCodeAt(close + 3) !== 0x20) return undefined;
+  // Skip to field 22: the 19th space after the state field (no split over all 52 fields).
+  let at = close + 3;
+  for (let field = 4; field < 22; field++) {
+    at = text.indexOf(" ", at + 1);
+    if (at === -1) return undefined;
+  }
+  let end = at + 1;
+  while (end < text.length && text.charCodeAt(end) >= 0x30 && text.charCodeAt(end) <= 0x39) end++;
+  const next = text.charCodeAt(end);
+  if (end === at + 1 || !(end === text.length || next === 0x20 || next === 0x0a)) return undefined;
+  return { name: text.slice(open + 1, close), state, startTime: Number(text.slice(at + 1, end)) };
 }
 
 // One reusable buffer: the reads below are synchronous, so it is never shared.

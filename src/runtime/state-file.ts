@@ -33,7 +33,7 @@ export interface ContainerStateRecord {
   rootfs: string;
   /** `config.version`: the runtime-spec version runc was built with ("" when absent). */
   ociVersion: string;
-  /** `cgroup_paths`: cgroup v1 subsystem -> path, or `""` -> unified path (v2 / hybrid). */
+  /** `cgroup_paths`, the entries status derivation reads: `freezer` (cgroup v1) and `""` (the unified path, v2). */
   cgroupPaths: Readonly<Record<string, string>>;
 }
 
@@ -173,7 +173,8 @@ export function parseStateFile(file: string, bytes: Uint8Array): ContainerStateR
     if (typeof cp !== "object" || Array.isArray(cp)) fail(`field cgroup_paths must be an object, got ${typeName(cp)}`);
     for (const [k, v] of Object.entries(cp as Record<string, unknown>)) {
       if (typeof v !== "string") fail(`field cgroup_paths.${k.slice(0, 40)} must be a string, got ${typeName(v)}`);
-      cgroupPaths[k] = v as string;
+      // Only the freezer's paths are ever read (v1 "freezer", v2 ""): keep the cached record small.
+      if (k === "freezer" || k === "") cgroupPaths[k] = v as string;
     }
   }
   return { initProcessPid, initProcessStart, created, labels, rootfs: str("rootfs"), ociVersion: str("version"), cgroupPaths };

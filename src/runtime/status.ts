@@ -6,14 +6,18 @@ import type { FreezerState } from "./freezer.js";
  */
 export type ContainerStatus = "created" | "running" | "pausing" | "paused" | "stopped";
 
-/** The facts status derivation reads, each from its own source. */
+/**
+ * The facts status derivation reads, each from its own source. Each is a
+ * function, read only when the derivation gets to it (a frozen container's
+ * /proc entry is never read, a dead one's exec fifo is never stat'ed).
+ */
 export interface StatusFacts {
   /** From the cgroup freezer (`freezer.state` / `cgroup.freeze`). */
-  freezer: FreezerState;
+  freezer: () => FreezerState;
   /** From `/proc/PID/stat`: pid exists, start time matches, state not Z or X. */
-  initAlive: boolean;
+  initAlive: () => boolean;
   /** `stat(<state dir>/exec.fifo)` succeeds (follows symlinks, any file type). */
-  execFifoExists: boolean;
+  execFifoExists: () => boolean;
 }
 
 /**
@@ -24,8 +28,9 @@ export interface StatusFacts {
  * the exec fifo exists, else running.
  */
 export function deriveStatus(facts: StatusFacts): ContainerStatus {
-  if (facts.freezer === "frozen") return "paused";
-  if (facts.freezer === "freezing") return "pausing";
-  if (!facts.initAlive) return "stopped";
-  return facts.execFifoExists ? "created" : "running";
+  const freezer = facts.freezer();
+  if (freezer === "frozen") return "paused";
+  if (freezer === "freezing") return "pausing";
+  if (!facts.initAlive()) return "stopped";
+  return facts.execFifoExists() ? "created" : "running";
 }

@@ -117,7 +117,9 @@ export function unary<Req, Res>(
     const malformed = call.request instanceof MalformedRequest ? call.request : undefined;
     const rawId = malformed ? "" : opts.containerIdOf(call.request);
     const containerId = rawId.length > 300 ? `${rawId.slice(0, 300)}...` : rawId;
-    const log = opts.log.child({ rpc: opts.rpc, containerId });
+    // The child logger is made only when something is logged (at --log-level warn, never for a good call).
+    let child: Logger | undefined;
+    const logger = (): Logger => (child ??= opts.log.child({ rpc: opts.rpc, containerId }));
     let signal: AbortSignal | undefined;
     let cleanup = (): void => {};
     if (opts.cancellable) {
@@ -159,7 +161,7 @@ export function unary<Req, Res>(
       done?.();
       const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
       if (err === undefined) {
-        log.info({ code: "OK", durationMs }, "rpc");
+        if (opts.log.isLevelEnabled("info")) logger().info({ code: "OK", durationMs }, "rpc");
         callback(null, value);
         return;
       }
@@ -167,9 +169,9 @@ export function unary<Req, Res>(
       const codeName = GrpcStatus[st.code];
       if (err instanceof RuntimeError) {
         const cause = err.cause === undefined ? undefined : describeError(err.cause);
-        log.info({ code: codeName, durationMs, errorKind: err.kind, err: err.message, cause }, "rpc");
+        if (opts.log.isLevelEnabled("info")) logger().info({ code: codeName, durationMs, errorKind: err.kind, err: err.message, cause }, "rpc");
       } else {
-        log.error({ code: codeName, durationMs, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, "rpc failed with a bug");
+        logger().error({ code: codeName, durationMs, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, "rpc failed with a bug");
       }
       callback(st, null);
     };
@@ -190,7 +192,12 @@ export function unary<Req, Res>(
     }
     let result: Promise<Res> | Res;
     try {
-      result = handler(call.request, { signal, log });
+      result = handler(call.request, {
+        signal,
+        get log() {
+          return logger();
+        },
+      });
     } catch (e) {
       respond(e);
       return;

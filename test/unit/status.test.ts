@@ -16,6 +16,16 @@ describe("status derivation (runc 1.1.5 refreshState), every combination of fact
   }
   expect(cases).toHaveLength(16);
   it.each(cases)("freezer %s, init alive %s, exec fifo %s -> %s", (freezer, initAlive, execFifoExists, expected) => {
-    expect(deriveStatus({ freezer, initAlive, execFifoExists })).toBe(expected);
+    expect(deriveStatus({ freezer: () => freezer, initAlive: () => initAlive, execFifoExists: () => execFifoExists })).toBe(expected);
+  });
+
+  it("reads each fact only when it decides", () => {
+    const read: string[] = [];
+    const fact = <T,>(name: string, v: T) => () => (read.push(name), v);
+    deriveStatus({ freezer: fact("freezer", "frozen"), initAlive: fact("init", true), execFifoExists: fact("fifo", true) });
+    expect(read).toEqual(["freezer"]);
+    read.length = 0;
+    deriveStatus({ freezer: fact("freezer", "thawed"), initAlive: fact("init", false), execFifoExists: fact("fifo", true) });
+    expect(read).toEqual(["freezer", "init"]);
   });
 });
