@@ -19,6 +19,7 @@ import {
 } from "./config.js";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.js";
 import { serve } from "./serve.js";
+import { socketPathOf } from "./server/socket.js";
 import { VERSION } from "./version.js";
 
 /** Help laid out like runc's (urfave/cli): NAME, USAGE, DESCRIPTION, COMMANDS, OPTIONS. */
@@ -157,6 +158,11 @@ async function runClient(opts: ClientOptions, fn: (client: ReturnType<typeof cre
   let client: ReturnType<typeof createShimClient> | undefined;
   try {
     const deadlineMs = parseDuration("--timeout", opts.timeout);
+    try {
+      socketPathOf(opts.address); // a filesystem path, as the server requires
+    } catch (e) {
+      throw new ConfigError(`--address: ${(e as Error).message}`);
+    }
     client = createShimClient(opts.address);
     await fn(client, deadlineMs);
     return EXIT.OK;

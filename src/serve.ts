@@ -1,3 +1,5 @@
+import { format } from "node:util";
+import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EXIT, type ServeConfig } from "./config.js";
 import { createLogger } from "./log.js";
@@ -21,6 +23,10 @@ export async function serve(config: ServeConfig): Promise<number> {
     process.stderr.write(`runc-shim: ${(e as Error).message}\n`);
     return EXIT.USAGE;
   }
+  // grpc-js's own diagnostics go to our log as JSON, not as raw lines on stderr.
+  grpc.setLogger({ error: (...args: unknown[]) => log.warn({ grpc: format(...args) }, "grpc-js") });
+  grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
+
   // Signals are handled from the start, so one that arrives while starting up (or right after
   // the "listening" line) still shuts down cleanly instead of killing the process.
   let running: RunningServer | undefined;

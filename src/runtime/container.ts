@@ -150,6 +150,8 @@ export class StateRoot {
   private realPath: string;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly startLocks = new Map<string, Promise<void>>();
+  /** Handshakes that went on after their call gave up (see execFifoHandshake), by container state dir. */
+  private readonly detached = new Map<string, Promise<void>>();
 
   /**
    * @param root absolute path of an existing state root (see {@link prepareStateRoot})
@@ -209,6 +211,9 @@ export class StateRoot {
   async start(id: string, opts: StartOptions = {}): Promise<number> {
     const first = this.load(id);
     return this.withStartLock(first.stateDir, opts.signal, async () => {
+      // A handshake that went on detached still holds the fifo: wait for it rather than open a second reader.
+      const pending = this.detached.get(first.stateDir);
+      if (pending !== undefined) await waitOrAbort(pending, opts.signal);
       const c = this.load(id);
       const fifo = path.join(c.stateDir, EXEC_FIFO_FILENAME);
       const status = this.status(c);
@@ -229,11 +234,24 @@ export class StateRoot {
           throw new RuntimeError("ContainerPaused", `cannot start a container in the ${status} state`, { containerId: id });
       }
       const { initProcessPid: pid, initProcessStart: startTime } = c.record;
+      let detachedEnd: (() => void) | undefined;
       const outcome = await execFifoHandshake(fifo, {
         isInitAlive: () => isInitAlive(pid, startTime),
         signal: opts.signal,
         commitWaitMs: opts.commitWaitMs ?? 60_000,
-        onDetachedEnd: opts.onDetachedEnd,
+        onDetach: () => {
+          let end!: () => void;
+          const p = new Promise<void>((r) => (end = r));
+          this.detached.set(c.stateDir, p);
+          detachedEnd = () => {
+            end();
+            if (this.detached.get(c.stateDir) === p) this.detached.delete(c.stateDir);
+          };
+        },
+        onDetachedEnd: (result) => {
+          detachedEnd?.();
+          opts.onDetachedEnd?.(result);
+        },
       }).catch((e: unknown) => {
         if (e instanceof RuntimeError && e.containerId === undefined) {
           throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
@@ -272,6 +290,16 @@ export class StateRoot {
       },
       status: () => this.status(c),
     };
+  }
+
+  /** Resolves when no detached handshake is pending (for a graceful shutdown). */
+  detachedIdle(): Promise<void> {
+    return Promise.all([...this.detached.values()]).then(() => undefined);
+  }
+
+  /** State dirs of the containers whose detached handshake is still pending. */
+  detachedContainers(): string[] {
+    return [...this.detached.keys()];
   }
 
   private async withStartLock<T>(key: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {

@@ -25,10 +25,18 @@ export interface HandshakeOptions {
    * wrote its byte after all, or with the error that ended the wait.
    */
   onDetachedEnd?: (result: CommitOutcome | RuntimeError) => void;
+  /** Called when the caller gave up while the init process had its end open, and the wait goes on detached. */
+  onDetach?: () => void;
 }
 
-/** How a handshake ended once committed: `exec` (end of file seen), `exited` (init gone) or `timeout`. */
-export type CommitOutcome = "exec" | "exited" | "timeout";
+/**
+ * How a handshake ended once committed: `exec` (end of file seen: the user
+ * process runs), `exited` (the init process is gone), `timeout` (no end of file
+ * within `commitWaitMs`), or `answered-early` (the caller's deadline or
+ * cancellation came between the byte and end of file: it is answered at once,
+ * since the start has happened, and the wait for end of file goes on detached).
+ */
+export type CommitOutcome = "exec" | "exited" | "timeout" | "answered-early";
 
 const dead = () => new RuntimeError("ContainerStopped", "container process is already dead");
 const alreadyRunning = () => new RuntimeError("ContainerRunning", "cannot start an already running container");
@@ -128,7 +136,6 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     const commit = (): void => {
       if (committed) return;
       committed = true;
-      opts.signal?.removeEventListener("abort", onAbort);
       try {
         if (pathIsOurs()) fs.unlinkSync(fifoPath);
       } catch (e) {
@@ -156,19 +163,34 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     };
 
     const onAbort = (): void => {
-      if (committed || settled) return;
+      if (settled) return;
+      if (committed) {
+        // The start has happened; only end of file (the exec) is still awaited. Tell the caller
+        // the truth before its deadline rather than let it time out on a started container.
+        detached = true;
+        settle("answered-early");
+        return;
+      }
       const reason: unknown = opts.signal?.reason;
       const error = reason instanceof RuntimeError ? reason : new RuntimeError("Cancelled", "start cancelled");
       switch (probe()) {
         case "data":
           commit(); // the byte came just in time: the start happened
+          detached = true;
+          settle("answered-early");
           return;
         case "writer":
           // The init process has opened its end and not yet written (it may be stopped right
           // there). Closing our end now would kill it with SIGPIPE when it writes, so the caller
           // gets its answer and we keep the fifo open until the init writes or dies.
           detached = true;
-          settle(error);
+          opts.onDetach?.();
+          settle(
+            new RuntimeError(
+              error.kind,
+              `${error.message}; the init process had already opened the exec fifo, so the start may still complete (it would be logged)`,
+            ),
+          );
           return;
         case "none":
           finish(error);

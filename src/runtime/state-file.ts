@@ -37,7 +37,7 @@ export interface ContainerStateRecord {
   cgroupPaths: Readonly<Record<string, string>>;
 }
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /**
  * Parses an RFC 3339 time as Go's `time.Time.UnmarshalJSON` accepts it, keeping nanoseconds.
@@ -63,7 +63,7 @@ export function parseRfc3339(text: string): Instant | undefined {
   date.setUTCHours(hour, min, sec, 0);
   return {
     seconds: Math.floor(date.getTime() / 1000) - offsetSeconds,
-    nanos: frac === "" ? 0 : Number(frac.padEnd(9, "0")),
+    nanos: frac === "" ? 0 : Number(frac.slice(0, 9).padEnd(9, "0")), // Go accepts more digits and truncates
     text,
   };
 }
@@ -130,12 +130,13 @@ export function parseStateFile(file: string, bytes: Uint8Array): ContainerStateR
   const integer = (key: string, min: number): number => {
     const v = state[key];
     if (v === undefined || v === null) return 0;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) {
+    // Any integer (Go decodes 2^63-1 into int; beyond 2^53 it is no live pid or start time anyway).
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
       fail(`field ${key} must be ${min === 0 ? "a non-negative" : "an"} integer, got ${typeName(v)} ${JSON.stringify(v)}`);
     }
     return v as number;
   };
-  const initProcessPid = integer("init_process_pid", Number.MIN_SAFE_INTEGER);
+  const initProcessPid = integer("init_process_pid", -Infinity);
   const initProcessStart = integer("init_process_start", 0);
 
   let created = ZERO_TIME;

@@ -14,6 +14,18 @@ import { CallTracker, safeDeserializers } from "./unary.js";
 /** After the last unary call answered, how long shutdown lets responses flush before cancelling streams, in ms. */
 export const FLUSH_GRACE_MS = 250;
 
+/**
+ * grpc-js server options: HTTP/2 keepalive pings find peers that vanished
+ * without closing (their connection and fds are then released), and a
+ * connection with no call for 5 minutes is closed (clients reconnect on their
+ * next call).
+ */
+export const SERVER_OPTIONS: grpc.ServerOptions = {
+  "grpc.keepalive_time_ms": 60_000,
+  "grpc.keepalive_timeout_ms": 20_000,
+  "grpc.max_connection_idle_ms": 5 * 60_000,
+};
+
 /** What {@link startShimServer} needs. */
 export interface ServerConfig {
   /** Absolute path of the state root (already prepared). */
@@ -76,7 +88,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     }
   });
   const build = (): grpc.Server => {
-    const server = new grpc.Server();
+    const server = new grpc.Server(SERVER_OPTIONS);
     server.addService(safeDeserializers(ShimServiceService), createShimService({ root, log, tracker, watchHub, startTimeoutMs: config.startTimeoutMs }));
     health.addToServer(server);
     addReflection(server);
@@ -126,6 +138,10 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
         const timer = setTimeout(() => {
           if (finished) return;
           finished = true;
+          const stuck = root.detachedContainers();
+          if (stuck.length > 0) {
+            log.warn({ containers: stuck }, "exiting while these init processes hold the exec fifo open without writing; they will get EPIPE if they write");
+          }
           server.forceShutdown();
           removeSocket();
           resolve(false);
@@ -141,7 +157,9 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
         server.tryShutdown(finish);
         // Unary calls in flight finish; streams (health Watch) are then cancelled rather than
         // waited for, after a moment for the last responses to be flushed to their clients.
-        void tracker.idle().then(() => {
+        // Detached exec fifo waits (an init that opened its end and has not written) are waited for
+        // too: exiting would close our end and kill that init with SIGPIPE when it writes.
+        void Promise.all([tracker.idle(), root.detachedIdle()]).then(() => {
           if (finished) return;
           setTimeout(() => {
             if (finished) return;

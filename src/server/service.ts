@@ -118,7 +118,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
           onCommitted: (outcome) => ctx.log.debug({ outcome }, "start committed: exec fifo consumed and removed"),
           onDetachedEnd: (result) =>
             typeof result === "string"
-              ? ctx.log.warn({ outcome: result }, "start committed after the call had ended: the init process wrote its byte late")
+              ? ctx.log.warn({ outcome: result }, "start completed after its call had ended (exec fifo consumed and removed)")
               : ctx.log.info({ errorKind: result.kind, err: result.message }, "detached exec fifo wait ended without a start"),
         });
         return { pid };

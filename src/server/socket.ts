@@ -74,8 +74,17 @@ export function canConnect(socketPath: string, timeoutMs = PROBE_TIMEOUT_MS): Pr
  * @throws {SocketAddressError} `address in use by a running server: <path>`, or a non-socket at the path
  */
 export async function prepareSocketPath(socketPath: string): Promise<void> {
-  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-  const st = fs.lstatSync(socketPath, { throwIfNoEntry: false });
+  try {
+    fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new SocketAddressError(`cannot create the socket's directory ${path.dirname(socketPath)}: ${(e as Error).message}`);
+  }
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(socketPath, { throwIfNoEntry: false });
+  } catch (e) {
+    throw new SocketAddressError(`cannot use socket path ${socketPath}: ${(e as Error).message}`);
+  }
   if (st === undefined) return;
   if (!st.isSocket()) {
     throw new SocketAddressError(`${socketPath} exists and is not a socket; refusing to remove it`);

@@ -224,7 +224,17 @@ describe.skipIf(skipRunc())("runc-shim as a node daemon", () => {
     it("exits 2 for bad usage and bad configuration", async () => {
       const file = path.join(tmpDir(), "not-a-dir");
       fs.writeFileSync(file, "");
-      for (const args of [["serve", "--bogus"], ["serve", "--root", file, "--address", tempSocketPath()], ["serve", "--start-timeout", "soon"], ["nope"], ["state"]]) {
+      const cases = [
+        ["serve", "--bogus"],
+        ["serve", "--root", file, "--address", tempSocketPath()],
+        ["serve", "--root", fx.root, "--address", `${file}/shim.sock`], // the socket's parent is a file
+        ["serve", "--start-timeout", "soon"],
+        ["nope"],
+        ["state"],
+        ["state", "c1", "--address", ""],
+        ["state", "c1", "--address", "dns:///x"],
+      ];
+      for (const args of cases) {
         const r = await runMain(args);
         expect([args.join(" "), r.code]).toEqual([args.join(" "), 2]);
         expect(r.stderr.trim().split("\n").length).toBeLessThanOrEqual(3);

@@ -30,6 +30,11 @@ describe("state.json parsing", () => {
     expect(parseRfc3339("0001-01-01T00:00:00Z")?.seconds).toBe(ZERO_TIME.seconds);
     expect(parseRfc3339("yesterday")).toBeUndefined();
     expect(parseRfc3339("2021-02-29T00:00:00Z")).toBeUndefined();
+    expect(parseRfc3339("2026-11-29T15:23:59.1234567891Z")?.nanos).toBe(123456789); // Go truncates past 9 digits
+  });
+
+  it("accepts integers beyond 2^53 as Go's int and uint64 do (no live pid has them)", () => {
+    expect(parse(minimal({ init_process_pid: 2 ** 63 - 1, init_process_start: 2 ** 64 - 1 })).initProcessPid).toBe(2 ** 63 - 1);
   });
 
   it("takes Go's zero values for absent fields and ignores trailing data after the first value", () => {
