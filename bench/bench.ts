@@ -75,6 +75,9 @@ export interface BenchConfig {
   scaleRounds: number;
   /** Rounds of `runc state` on each size's root, for the runc column of section 4. */
   scaleRuncRounds: number;
+  /** List calls per size (after the cache was filled), and `runc list` runs per size. */
+  listReps: number;
+  listRuncReps: number;
   /** Unrecorded rounds before each measured section (without runc). */
   warmupRounds: number;
   /**
@@ -99,6 +102,8 @@ export const QUICK: BenchConfig = {
   scaleSizes: [10, 1000, 10_000],
   scaleRounds: 500,
   scaleRuncRounds: 40,
+  listReps: 3,
+  listRuncReps: 1,
   warmupRounds: 100,
   jitWarmupMs: 1000,
 };
@@ -117,6 +122,8 @@ export const FULL: BenchConfig = {
   scaleSizes: [10, 1000, 10_000],
   scaleRounds: 2000,
   scaleRuncRounds: 100,
+  listReps: 10,
+  listRuncReps: 3,
   warmupRounds: 300,
   jitWarmupMs: 2000,
 };
@@ -389,6 +396,17 @@ async function main(): Promise<number> {
   const scale: RoundsResult = {};
   merge(scale, await worker.request({ op: "rounds", probes: probesScale, rounds: config.scaleRounds, seed: 43 }));
   merge(scale, await worker.request({ op: "rounds", probes: runcScale, rounds: config.scaleRuncRounds, seed: 44 }));
+  log(`List: ${config.listReps} shim calls and ${config.listRuncReps} runc list per size`);
+  const lists = new Map<number, { shim: number[]; runc: number[] }>();
+  for (const s of scaleRoots) {
+    lists.set(
+      s.size,
+      (await worker.request({ op: "list", conn: `scale${s.size}`, root: s.root, reps: config.listReps, runcReps: config.listRuncReps, expect: s.size })) as {
+        shim: number[];
+        runc: number[];
+      },
+    );
+  }
   const rss = new Map(config.scaleSizes.map((size) => [size, rssMiB(scaleServers.get(size)!.pid)]));
   const scaleStderr = [...scaleServers.values()].map((s) => s.stderr().trim()).filter(Boolean);
 
@@ -445,6 +463,12 @@ async function main(): Promise<number> {
     );
   }
   for (const size of config.scaleSizes) {
+    const l = lists.get(size)!;
+    const sh = summarize(l.shim);
+    const rc = summarize(l.runc);
+    rows.push(latencyRow(4, `list.${size}.p50`, `List p50 at ${sizeLabel(size)} containers`, "ms", sh.p50, rc.p50, null, `shim ${sh.n} / runc list ${rc.n}`));
+  }
+  for (const size of config.scaleSizes) {
     rows.push(shimOnlyRow(4, `scale.${size}.rss`, `server RSS at ${sizeLabel(size)} containers`, "MiB", rss.get(size)!, "VmRSS"));
   }
 
@@ -496,6 +520,11 @@ async function main(): Promise<number> {
     const size = config.scaleSizes.at(-1)!;
     const m = rss.get(size)!;
     targets.push({ name: `RSS < 100 MiB at ${sizeLabel(size)} containers`, pass: m < 100, detail: `${m.toFixed(1)} MiB` });
+  }
+  {
+    const size = config.scaleSizes.at(-1)!;
+    const ms = summarize(lists.get(size)!.shim).p50;
+    targets.push({ name: `List of ${sizeLabel(size)} containers under 1 s`, pass: ms < 1000, detail: `p50 ${ms.toFixed(0)} ms` });
   }
 
   const elapsedS = (performance.now() - T0) / 1000;

@@ -252,6 +252,31 @@ function touch(c: Conn, ids: string[], concurrency: number): Promise<TouchResult
   });
 }
 
+/**
+ * List latency: `reps` shim List calls alternating with `runcReps` `runc list`
+ * runs (while both remain), each checked to return `expect` entries.
+ * @returns wall times in ms per side
+ */
+async function listTimes(c: Conn, root: string, reps: number, runcReps: number, expect: number): Promise<{ shim: number[]; runc: number[] }> {
+  const shim: number[] = [];
+  const runcMs: number[] = [];
+  for (let i = 0; i < Math.max(reps, runcReps); i++) {
+    if (i < reps) {
+      const t0 = performance.now();
+      const entries = await c.shim.list({ deadlineMs: 60_000 });
+      shim.push(performance.now() - t0);
+      if (entries.length !== expect) throw new Error(`List returned ${entries.length} entries, expected ${expect}`);
+    }
+    if (i < runcReps) {
+      const { ms, stdout } = await runc(root, ["list", "--format", "json"]);
+      runcMs.push(ms);
+      const n = (JSON.parse(stdout) as unknown[] | null)?.length ?? 0;
+      if (n !== expect) throw new Error(`runc list returned ${n} entries, expected ${expect}`);
+    }
+  }
+  return { shim, runc: runcMs };
+}
+
 async function handle(req: WorkerRequest): Promise<unknown> {
   switch (req.op) {
     case "connect":
@@ -273,6 +298,8 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return runcThroughput(req.root, req.ids, req.parallel, req.warmupMs, req.durationMs);
     case "touch":
       return touch(conn(req.conn), req.ids, req.concurrency);
+    case "list":
+      return listTimes(conn(req.conn), req.root, req.reps, req.runcReps, req.expect);
     case "exit":
       for (const c of conns.values()) {
         c.health.close();

@@ -46,6 +46,7 @@ export type WorkerRequest =
     }
   | { seq: number; op: "runcThroughput"; root: string; ids: string[]; parallel: number; warmupMs: number; durationMs: number }
   | { seq: number; op: "touch"; conn: string; ids: string[]; concurrency: number }
+  | { seq: number; op: "list"; conn: string; root: string; reps: number; runcReps: number; expect: number }
   | { seq: number; op: "exit" };
 
 /** Distributes `Omit` over the union, so each request can be written without `seq`. */

@@ -472,9 +472,19 @@ export function execFifoExists(fifo: string): boolean {
   return fs.existsSync(fifo); // stat(2) semantics without building a Stats object; never throws
 }
 
-/** Reads a whole regular file of known size from `fd`, at most {@link MAX_STATE_FILE_BYTES} bytes. */
+/**
+ * Reads a whole regular file of known size from `fd`, at most
+ * {@link MAX_STATE_FILE_BYTES} bytes. The result may be a view of a shared
+ * buffer: decode it before the next call.
+ */
+// One reusable read buffer for ordinary state files (runc writes a few KiB): reads are
+// synchronous and the bytes are decoded before the next read, so it is never shared, and no
+// buffer is allocated (and left to malloc) per call.
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 function readBounded(fd: number, file: string, size: number): Uint8Array {
-  const buf = Buffer.allocUnsafe(Math.min(Math.max(size, 4096), MAX_STATE_FILE_BYTES) + 1);
+  const need = Math.min(Math.max(size, 4096), MAX_STATE_FILE_BYTES) + 1;
+  const buf = need <= READ_BUFFER.length ? READ_BUFFER : Buffer.allocUnsafe(need);
   let n = 0;
   for (;;) {
     let got: number;

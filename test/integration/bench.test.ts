@@ -39,6 +39,9 @@ const ROWS = [
   "State p50 at 10 containers",
   "State p50 at 1,000 containers",
   "State p50 at 10,000 containers",
+  "List p50 at 10 containers",
+  "List p50 at 1,000 containers",
+  "List p50 at 10,000 containers",
   "server RSS at 10 containers",
   "server RSS at 1,000 containers",
   "server RSS at 10,000 containers",
@@ -75,7 +78,7 @@ describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
       const r = await run(["--quick", "--out", out], 85_000);
       expect(r.code, r.stderr).toBe(0);
       for (const label of ROWS) expect(r.stdout).toContain(label);
-      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(6);
+      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(7);
 
       const json = JSON.parse(fs.readFileSync(out, "utf8")) as BenchJson;
       expect(json.meta).toMatchObject({ mode: "quick", serverLogLevel: "warn" });
@@ -84,13 +87,14 @@ describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
         const figures = [row.shim, row.runc, row.floor].filter((v): v is number => v !== null);
         const single = row.label.startsWith("floor") || row.label.startsWith("server RSS");
         const noRunc = row.label.endsWith("back-to-back") && !single;
-        expect(figures, row.label).toHaveLength(single ? 1 : noRunc ? 2 : 3);
+        const noFloor = row.label.startsWith("List"); // List vs `runc list`: no floor call compares
+        expect(figures, row.label).toHaveLength(single ? 1 : noRunc || noFloor ? 2 : 3);
         for (const v of figures) {
           expect(Number.isFinite(v), row.label).toBe(true);
           expect(v, row.label).toBeGreaterThan(0);
         }
       }
-      expect(json.targets).toHaveLength(6);
+      expect(json.targets).toHaveLength(7);
       for (const t of json.targets) expect(typeof t.pass).toBe("boolean");
       // Everything it made is gone: the temporary dir held every state root.
       expect(fs.existsSync(json.meta.tempDir)).toBe(false);
