@@ -396,6 +396,7 @@ async function main(): Promise<number> {
   const scale: RoundsResult = {};
   merge(scale, await worker.request({ op: "rounds", probes: probesScale, rounds: config.scaleRounds, seed: 43 }));
   merge(scale, await worker.request({ op: "rounds", probes: runcScale, rounds: config.scaleRuncRounds, seed: 44 }));
+  const rss = new Map(config.scaleSizes.map((size) => [size, rssMiB(scaleServers.get(size)!.pid)]));
   log(`List: ${config.listReps} shim calls and ${config.listRuncReps} runc list per size`);
   const lists = new Map<number, { shim: number[]; runc: number[] }>();
   for (const s of scaleRoots) {
@@ -407,7 +408,6 @@ async function main(): Promise<number> {
       },
     );
   }
-  const rss = new Map(config.scaleSizes.map((size) => [size, rssMiB(scaleServers.get(size)!.pid)]));
   const scaleStderr = [...scaleServers.values()].map((s) => s.stderr().trim()).filter(Boolean);
 
   // ---- Done measuring: clean up before printing.

@@ -8,22 +8,10 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ShimClient } from "../../src/client/client.js";
 import { RuncFixture, procState, skipRunc, uniqueId, waitFor, stopProcess } from "../helpers/runc.js";
+import { failure, outcome } from "../helpers/calls.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
-async function outcome(p: Promise<unknown>): Promise<{ ok: true; value: unknown } | { ok: false; e: ShimError }> {
-  try {
-    return { ok: true, value: await p };
-  } catch (e) {
-    if (!(e instanceof ShimError)) throw e;
-    return { ok: false, e };
-  }
-}
 
-async function failure(p: Promise<unknown>): Promise<ShimError> {
-  const r = await outcome(p);
-  if (r.ok) throw new Error(`expected a failure, got ${JSON.stringify(r.value)}`);
-  return r.e;
-}
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

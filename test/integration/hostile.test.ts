@@ -12,19 +12,11 @@ import { createShimClient, ShimError, type ShimClient } from "../../src/client/c
 import { secureJoin, isWithin } from "../../src/runtime/paths.js";
 import { readProcStat } from "../../src/runtime/proc.js";
 import { RuncFixture, skipRunc, waitFor } from "../helpers/runc.js";
+import { failure } from "../helpers/calls.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
 const FIXTURE = JSON.parse(fs.readFileSync(new URL("../fixtures/runc-1.1.5/state.json", import.meta.url), "utf8")) as Record<string, any>;
 
-async function failure(p: Promise<unknown>): Promise<ShimError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ShimError);
-    return e as ShimError;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe.skipIf(skipRunc())("State and load against hostile input", () => {
   let fx: RuncFixture;

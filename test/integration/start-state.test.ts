@@ -4,17 +4,9 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, decodeErrorInfo, ShimError, type ShimClient } from "../../src/client/client.js";
 import { RuncFixture, skipRunc, waitFor } from "../helpers/runc.js";
+import { failure } from "../helpers/calls.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
-async function failure(p: Promise<unknown>): Promise<ShimError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ShimError);
-    return e as ShimError;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe.skipIf(skipRunc())("Start and State against real runc", () => {
   let fx: RuncFixture;
