@@ -89,7 +89,7 @@ export function serverStream<Req, Res>(
       const codeName = GrpcStatus[st.code];
       if (err instanceof RuntimeError) {
         const cause = err.cause === undefined ? undefined : describeError(err.cause);
-        log.info({ code: codeName, durationMs, messages, errorKind: err.kind, err: err.message, cause }, "rpc");
+        log.info({ code: codeName, durationMs, messages, errorKind: err.kind, err: describeError(err), cause }, "rpc");
       } else {
         log.error({ code: codeName, durationMs, messages, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, "rpc failed with a bug");
       }

@@ -169,7 +169,7 @@ export function unary<Req, Res>(
       const codeName = GrpcStatus[st.code];
       if (err instanceof RuntimeError) {
         const cause = err.cause === undefined ? undefined : describeError(err.cause);
-        if (opts.log.isLevelEnabled("info")) logger().info({ code: codeName, durationMs, errorKind: err.kind, err: err.message, cause }, "rpc");
+        if (opts.log.isLevelEnabled("info")) logger().info({ code: codeName, durationMs, errorKind: err.kind, err: describeError(err), cause }, "rpc");
       } else {
         logger().error({ code: codeName, durationMs, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, "rpc failed with a bug");
       }
