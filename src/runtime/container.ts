@@ -292,6 +292,37 @@ export class StateRoot {
     };
   }
 
+  /**
+   * Fills the state.json cache for every container dir in the root, a batch of
+   * `batch` dirs per turn of the event loop, so that the first List (or State)
+   * after start-up does not parse thousands of state files at once. Errors are
+   * ignored here: a call reports them. Stops early when `signal` aborts.
+   *
+   * @returns how many containers were loaded
+   */
+  async warmCache(signal?: AbortSignal, batch = 100): Promise<number> {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.path, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch {
+      return 0;
+    }
+    let loaded = 0;
+    for (let i = 0; i < names.length && loaded < STATE_CACHE_ENTRIES; i += batch) {
+      await new Promise<void>((r) => setImmediate(r));
+      if (signal?.aborted) break;
+      for (const name of names.slice(i, i + batch)) {
+        try {
+          this.load(name);
+          loaded++;
+        } catch {
+          // reported by the calls that ask for it
+        }
+      }
+    }
+    return loaded;
+  }
+
   /** Resolves when no detached handshake is pending (for a graceful shutdown). */
   detachedIdle(): Promise<void> {
     return Promise.all([...this.detached.values()]).then(() => undefined);

@@ -123,6 +123,13 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     throw e;
   }
 
+  // Parse every state.json once in the background, so the first List of a large root is fast.
+  const warmUp = new AbortController();
+  const warmStart = performance.now();
+  void root.warmCache(warmUp.signal).then((n) =>
+    log.debug({ containers: n, durationMs: Math.round(performance.now() - warmStart) }, "state.json cache warmed"),
+  );
+
   const removeSocket = (): void => {
     const st = fs.lstatSync(config.socketPath, { throwIfNoEntry: false });
     if (st !== undefined && st.ino === socketIno) fs.rmSync(config.socketPath, { force: true });
@@ -135,6 +142,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
       shutdownPromise ??= new Promise<boolean>((resolve) => {
         health.shutdown();
         watchHub.close();
+        warmUp.abort();
         const timer = setTimeout(() => {
           if (finished) return;
           finished = true;
@@ -173,6 +181,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     forceShutdown() {
       health.shutdown();
       watchHub.close();
+      warmUp.abort();
       server.forceShutdown();
       removeSocket();
     },
