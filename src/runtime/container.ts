@@ -178,21 +178,7 @@ export class StateRoot {
    *   (corrupt state.json, freezer on a non-cgroup path, I/O error)
    */
   state(id: string): ContainerState {
-    const c = this.load(id);
-    const status = this.status(c);
-    const r = c.record;
-    const { bundle, annotations } = splitLabels(r.labels);
-    return {
-      id,
-      pid: status === "stopped" ? 0 : r.initProcessPid,
-      status,
-      bundle,
-      rootfs: r.rootfs,
-      created: r.created,
-      annotations,
-      owner: "",
-      ociVersion: r.ociVersion,
-    };
+    return this.probe(id).state;
   }
 
   /**
