@@ -124,7 +124,9 @@ function reportError(e: unknown, json: boolean): number {
     if (json) {
       process.stderr.write(`${JSON.stringify({ code: e.codeName, message: e.details, reason: e.reason ?? null, metadata: e.metadata })}\n`);
     } else {
-      process.stderr.write(`runc-shim: ${e.codeName}: ${e.details}${e.reason ? ` (reason ${e.reason})` : ""}\n`);
+      const details = e.details.replace(/\s*Resolution note:\s*$/, "");
+      const hint = e.codeName === "UNAVAILABLE" ? " (is runc-shim serving on --address?)" : "";
+      process.stderr.write(`runc-shim: ${e.codeName}: ${details}${e.reason ? ` (reason ${e.reason})` : ""}${hint}\n`);
     }
     return EXIT.FAILURE;
   }

@@ -97,7 +97,8 @@ export async function prepareSocketPath(socketPath: string): Promise<void> {
 
 /**
  * Sets the socket's mode right after bind: 0600, or 0660 with group `group`
- * (a group name or numeric gid) when given.
+ * (a group name or numeric gid) when given; then a private parent dir owned by
+ * us also gets that group and mode 0710, so the group can reach the socket.
  *
  * @throws Error when the group does not exist or chmod/chown fails
  */
@@ -107,8 +108,17 @@ export function secureSocket(socketPath: string, group?: string): void {
     return;
   }
   const gid = /^\d+$/.test(group) ? Number(group) : lookupGroup(group);
-  fs.chownSync(socketPath, process.getuid?.() ?? 0, gid);
+  const uid = process.getuid?.() ?? 0;
+  fs.chownSync(socketPath, uid, gid);
   fs.chmodSync(socketPath, 0o660);
+  // The group must also reach the socket: a private parent dir of ours (0700, as created above)
+  // becomes 0710 for that group. A shared or someone else's dir is left as it is.
+  const dir = path.dirname(socketPath);
+  const st = fs.statSync(dir);
+  if (st.uid === uid && (st.mode & 0o077) === 0) {
+    fs.chownSync(dir, uid, gid);
+    fs.chmodSync(dir, 0o710);
+  }
 }
 
 /** Resolves a group name to its gid through the system's group database (`getent group`). */

@@ -90,6 +90,11 @@ describe.skipIf(skipRunc())("runc-shim as a node daemon", () => {
         const st = fs.statSync(grouped.socket);
         expect(st.mode & 0o777).toBe(0o660);
         expect(st.gid).toBe(Number(spawnSync("getent", ["group", "nogroup"], { encoding: "utf8" }).stdout.split(":")[2]));
+        // the group can reach it: the private dir made for it is 0710 with that group
+        expect(fs.statSync(path.dirname(grouped.socket)).mode & 0o777).toBe(0o710);
+        const probe = `require("net").connect(${JSON.stringify(grouped.socket)}).on("connect",()=>{console.log("CONNECTED");process.exit(0)}).on("error",e=>{console.log(e.code);process.exit(0)})`;
+        const asGroup = spawnSync("setpriv", ["--reuid=65534", `--regid=${st.gid}`, "--clear-groups", process.execPath, "-e", probe], { encoding: "utf8" });
+        expect(asGroup.stdout.trim()).toBe("CONNECTED");
       } finally {
         await grouped.stop();
       }
