@@ -212,7 +212,7 @@ export class StateRoot {
           // The init process died before writing its byte when the exec fifo is still there.
           throw new RuntimeError(
             "ContainerStopped",
-            fs.existsSync(fifo) ? "container process is already dead" : "cannot start a container that has stopped",
+            execFifoExists(fifo) ? "container process is already dead" : "cannot start a container that has stopped",
             { containerId: id },
           );
         case "paused":
