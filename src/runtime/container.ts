@@ -360,16 +360,28 @@ export class StateRoot {
   }
 
   /**
-   * Fast path: `<root>/<id>/state.json` opened directly. Accepted when the
-   * opened file is the one cached for this path (same device, inode, size,
-   * mtime, ctime, and a single link: it was checked to lie inside the root when
-   * it was cached), or when `/proc/self/fd` shows exactly that path under the
-   * real root (no symlink was involved, so SecureJoin would give the same path).
+   * Fast path: `<root>/<id>/state.json` directly. When an lstat shows the file
+   * cached for this path (same device, inode, size, mtime, ctime, and a single
+   * link: it was checked to lie inside the root when it was cached), its record
+   * is used without opening it. Otherwise it is opened and accepted when
+   * `/proc/self/fd` shows exactly that path under the real root (no symlink was
+   * involved, so SecureJoin would give the same path).
    * Anything else goes the careful way ({@link loadResolved}).
    */
   private loadDirect(id: string, fail: (e: unknown, what: string) => never): LoadedContainer | undefined {
     const stateDir = `${this.path === "/" ? "" : this.path}/${id}`;
     const stateFile = `${stateDir}/${STATE_FILENAME}`;
+    // The hot path: one lstat, and no open at all, when the file is the one parsed before.
+    const hit = this.cache.get(stateFile);
+    if (hit !== undefined) {
+      let st: fs.BigIntStats | undefined;
+      try {
+        st = fs.lstatSync(stateFile, { bigint: true, throwIfNoEntry: false });
+      } catch {
+        st = undefined;
+      }
+      if (st !== undefined && st.isFile() && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: hit.record };
+    }
     let fd: number;
     try {
       fd = fs.openSync(stateFile, STATE_OPEN_FLAGS);
@@ -379,7 +391,6 @@ export class StateRoot {
     try {
       const st = fs.fstatSync(fd, { bigint: true });
       if (!st.isFile()) return undefined;
-      const hit = this.cache.get(stateFile);
       if (hit !== undefined && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: hit.record };
       if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== `${this.realPath === "/" ? "" : this.realPath}/${id}/${STATE_FILENAME}`) {
         return undefined;
