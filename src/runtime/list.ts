@@ -142,20 +142,43 @@ export function loadEntryFast(root: StateRoot, id: string, owner: string): Conta
  *
  * @throws {RuntimeError} `ConfigInvalid` (root missing, not a directory, unreadable), `SystemError`
  */
+/**
+ * {@link listContainers} that yields to the event loop every `batch`
+ * containers, so that a List of a large root does not hold other calls (State,
+ * Start) for the whole of it.
+ */
+export async function listContainersYielding(root: StateRoot, users: UserNames = new UserNames(), batch = 200): Promise<ContainerEntry[]> {
+  const names = containerDirNames(root).sort(compareIds);
+  users.refresh();
+  const entries: ContainerEntry[] = [];
+  for (let i = 0; i < names.length; i += batch) {
+    if (i > 0) await new Promise<void>((r) => setImmediate(r));
+    for (const name of names.slice(i, i + batch)) {
+      const entry = listEntry(root, users, name);
+      if (entry !== undefined) entries.push(entry);
+    }
+  }
+  return entries;
+}
+
+/** The List entry for one directory name, or undefined when it is not a directory (a symlink, a file). */
+function listEntry(root: StateRoot, users: UserNames, name: string): ContainerEntry | undefined {
+  let uid: number | undefined;
+  try {
+    uid = dirOwner(root, name);
+  } catch (e) {
+    return { id: name, error: new RuntimeError("SystemError", `lstat ${path.join(root.path, name)}: ${describeError(e)}`, { containerId: name, cause: e }) };
+  }
+  return uid === undefined ? undefined : loadEntryFast(root, name, users.name(uid));
+}
+
 export function listContainers(root: StateRoot, users: UserNames = new UserNames()): ContainerEntry[] {
   const names = containerDirNames(root).sort(compareIds);
   users.refresh();
   const entries: ContainerEntry[] = [];
   for (const name of names) {
-    let uid: number | undefined;
-    try {
-      uid = dirOwner(root, name);
-    } catch (e) {
-      entries.push({ id: name, error: new RuntimeError("SystemError", `lstat ${path.join(root.path, name)}: ${describeError(e)}`, { containerId: name, cause: e }) });
-      continue;
-    }
-    if (uid === undefined) continue;
-    entries.push(loadEntryFast(root, name, users.name(uid)));
+    const entry = listEntry(root, users, name);
+    if (entry !== undefined) entries.push(entry);
   }
   return entries;
 }

@@ -244,6 +244,7 @@ export class WatchHub {
   private readonly rescanMs: number;
   private readonly warned = new Set<string>();
   private rootWatcher: fs.FSWatcher | undefined;
+  private rootIdent = "";
   private pollTimer: NodeJS.Timeout | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private flushHandle: NodeJS.Immediate | undefined;
@@ -364,7 +365,18 @@ export class WatchHub {
   }
 
   private watchRoot(): void {
-    if (this.rootWatcher !== undefined) return;
+    // Re-armed when the root was swapped (a rename leaves the old watcher on the old inode, silent).
+    let ident = "";
+    try {
+      const st = fs.statSync(this.root.path);
+      ident = `${st.dev}:${st.ino}`;
+    } catch {
+      // gone: the rescan reports it
+    }
+    if (this.rootWatcher !== undefined && ident === this.rootIdent) return;
+    this.rootWatcher?.close();
+    this.rootWatcher = undefined;
+    this.rootIdent = ident;
     try {
       const w = fs.watch(this.root.path, (_event, filename) => {
         if (filename === null || filename === undefined) {

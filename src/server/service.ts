@@ -17,7 +17,7 @@ import {
 } from "../../gen/ts/runcshim/v1/shim.js";
 import type { ContainerState, StateRoot } from "../runtime/container.js";
 import { RuntimeError, describeError } from "../runtime/errors.js";
-import { listContainers, type ContainerEntry } from "../runtime/list.js";
+import { listContainersYielding, type ContainerEntry } from "../runtime/list.js";
 import type { ContainerStatus } from "../runtime/status.js";
 import { WatchHub, type WatchEvent, type WatchEventKind } from "../runtime/watch.js";
 import { BUG_ROW, ERROR_TABLE, INTERNAL_MESSAGE } from "./errors.js";
@@ -126,7 +126,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
     ),
     list: unary<ListRequest, ListResponse>(
       { rpc: "List", log, tracker, containerIdOf: () => "" },
-      (_req, ctx) => ({ containers: listContainers(root).map((e) => toWireEntry(e, ctx.log)) }),
+      async (_req, ctx) => ({ containers: (await listContainersYielding(root)).map((e) => toWireEntry(e, ctx.log)) }),
     ),
     watch: serverStream<WatchRequest, WatchResponse>(
       { rpc: "Watch", log, containerIdOf: (r) => r.id },

@@ -21,3 +21,17 @@ describe("StateRoot.warmCache", () => {
     expect(await new StateRoot(tmp.root, "v1").warmCache(ac.signal, 50)).toBe(0);
   });
 });
+
+describe("listContainersYielding", () => {
+  it("gives the event loop back between batches, with the same entries as the synchronous list", async () => {
+    const { listContainers, listContainersYielding } = await import("../../src/runtime/list.js");
+    const root = new StateRoot(tmp.root, "v1");
+    let turns = 0;
+    const tick = setInterval(() => turns++, 0);
+    const yielded = await listContainersYielding(root, undefined, 20);
+    clearInterval(tick);
+    expect(turns).toBeGreaterThan(0);
+    expect(yielded.map((e) => e.id)).toEqual(listContainers(root).map((e) => e.id));
+    expect(yielded.length).toBe(251); // 250 containers + the corrupt one as an error entry
+  });
+});
