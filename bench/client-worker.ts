@@ -11,8 +11,8 @@
 import { spawn } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import { createShimClient, type ShimClient } from "../src/client/client.js";
-import { ContainerStatus, type StateResponse } from "../gen/ts/runcshim/v1/shim.js";
+import { createShimClient, STATUS_NAMES, type ShimClient } from "../src/client/client.js";
+import type { StateResponse } from "../gen/ts/runcshim/v1/shim.js";
 import type {
   Probe,
   RoundsResult,
@@ -42,13 +42,6 @@ interface Conn {
 
 const conns = new Map<string, Conn>();
 
-const STATUS_OF: Record<number, string> = {
-  [ContainerStatus.CONTAINER_STATUS_CREATED]: "created",
-  [ContainerStatus.CONTAINER_STATUS_RUNNING]: "running",
-  [ContainerStatus.CONTAINER_STATUS_STOPPED]: "stopped",
-  [ContainerStatus.CONTAINER_STATUS_PAUSED]: "paused",
-  [ContainerStatus.CONTAINER_STATUS_PAUSING]: "pausing",
-};
 
 function conn(name: string | undefined): Conn {
   const c = name === undefined ? undefined : conns.get(name);
@@ -91,7 +84,7 @@ function shimStateCall(c: Conn, id: string, expect: string | undefined): Promise
     c.shim.raw.state({ id }, (e: grpc.ServiceError | null, r?: StateResponse) => {
       const us = (performance.now() - t0) * 1000;
       if (e) return reject(new Error(`State ${id} failed: ${e.message}`));
-      const status = STATUS_OF[r?.status ?? -1] ?? "unspecified";
+      const status = STATUS_NAMES[r?.status ?? -1] ?? "unspecified";
       if (expect !== undefined && status !== expect) return reject(new Error(`State ${id}: ${status}, expected ${expect}`));
       resolve(us);
     });
@@ -242,7 +235,7 @@ function touch(c: Conn, ids: string[], concurrency: number): Promise<TouchResult
         if (e) out.errors++;
         else {
           out.ok++;
-          const s = STATUS_OF[r?.status ?? -1] ?? "unspecified";
+          const s = STATUS_NAMES[r?.status ?? -1] ?? "unspecified";
           out.statuses[s] = (out.statuses[s] ?? 0) + 1;
         }
         lane();

@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { ERROR_INFO_TYPE_URL, STATUS_DETAILS_KEY } from "../wire.js";
 import { ErrorInfo } from "../../gen/ts/google/rpc/error_details.js";
 import { Status } from "../../gen/ts/google/rpc/status.js";
 import {
@@ -12,10 +13,6 @@ import {
   type WatchResponse,
 } from "../../gen/ts/runcshim/v1/shim.js";
 
-/** Type URL of `google.rpc.ErrorInfo` inside `google.protobuf.Any`. */
-const ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo";
-/** The trailer that carries the binary `google.rpc.Status`. */
-const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 
 /**
  * Largest message the client accepts, in bytes (grpc-js defaults to 4 MiB): a
@@ -26,7 +23,8 @@ export const MAX_RECEIVE_MESSAGE_BYTES = 256 * 1024 * 1024;
 /** A container's status as the client reports it. */
 export type ContainerStatusName = "unspecified" | "created" | "running" | "stopped" | "paused" | "pausing";
 
-const STATUS_NAMES: Record<number, ContainerStatusName> = {
+/** Wire status number -> name (numbers of containerd.v1.types.Status). */
+export const STATUS_NAMES: Readonly<Record<number, ContainerStatusName>> = {
   [WireStatus.CONTAINER_STATUS_UNSPECIFIED]: "unspecified",
   [WireStatus.CONTAINER_STATUS_CREATED]: "created",
   [WireStatus.CONTAINER_STATUS_RUNNING]: "running",

@@ -3,13 +3,12 @@ import { Any } from "../../gen/ts/google/protobuf/any.js";
 import { ErrorInfo } from "../../gen/ts/google/rpc/error_details.js";
 import { Status } from "../../gen/ts/google/rpc/status.js";
 import { RuntimeError, type ErrorKind } from "../runtime/errors.js";
+import { ERROR_INFO_TYPE_URL, STATUS_DETAILS_KEY } from "../wire.js";
+
+export { ERROR_INFO_TYPE_URL, STATUS_DETAILS_KEY };
 
 /** `ErrorInfo.domain` of every error runc-shim sends. */
 export const ERROR_DOMAIN = "runc-shim";
-/** The trailer that carries the binary `google.rpc.Status` (the richer gRPC error model). */
-export const STATUS_DETAILS_KEY = "grpc-status-details-bin";
-/** Type URL of `google.rpc.ErrorInfo` inside `google.protobuf.Any`. */
-export const ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo";
 /** Message sent for an error that is a bug; the cause goes only to the log. */
 export const INTERNAL_MESSAGE = "internal error in runc-shim (see its log)";
 
