@@ -10,6 +10,8 @@ import {
   ConfigError,
   DEFAULT_ADDRESS,
   DEFAULT_ROOT,
+  DEFAULT_CREATE_TIMEOUT,
+  DEFAULT_RUNC,
   DEFAULT_SHUTDOWN_TIMEOUT,
   DEFAULT_START_TIMEOUT,
   EXIT,
@@ -205,6 +207,8 @@ export function buildProgram(result: { code: number }): Command {
     .option("--socket-group <name>", "make the socket 0660 and owned by this group")
     .option("--start-timeout <duration>", "bound of a Start whose client set no deadline", DEFAULT_START_TIMEOUT)
     .option("--shutdown-timeout <duration>", "how long calls in flight may finish after SIGTERM", DEFAULT_SHUTDOWN_TIMEOUT)
+    .option("--create-timeout <duration>", "bound of one runc create (runc is then killed and what it left removed)", DEFAULT_CREATE_TIMEOUT)
+    .option("--runc <path>", "the runc binary Create runs (a path, or a name looked up on PATH)", DEFAULT_RUNC)
     .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default("info"))
     .addOption(new Option("--log-format <format>", "json lines, or text for people (needs pino-pretty)").choices(LOG_FORMATS).default("json"))
     .action(async (raw: RawServeOptions) => {

@@ -8,6 +8,10 @@ export const DEFAULT_ROOT = "/run/runc";
 export const DEFAULT_ADDRESS = "/run/runc-shim/shim.sock";
 /** Default `--start-timeout`: bound of a Start with no client deadline. */
 export const DEFAULT_START_TIMEOUT = "60s";
+/** Default `--create-timeout`: bound of one `runc create`. */
+export const DEFAULT_CREATE_TIMEOUT = "60s";
+/** Default `--runc`: the runc binary Create runs, looked up on PATH. */
+export const DEFAULT_RUNC = "runc";
 /** Default `--shutdown-timeout`: how long in-flight calls may run after SIGTERM. */
 export const DEFAULT_SHUTDOWN_TIMEOUT = "10s";
 
@@ -41,6 +45,10 @@ export interface ServeConfig {
   readonly startTimeoutMs: number;
   /** Bound of the graceful shutdown, in ms. */
   readonly shutdownTimeoutMs: number;
+  /** Bound of one `runc create`, in ms. */
+  readonly createTimeoutMs: number;
+  /** The runc binary Create runs: a path, or a name looked up on PATH. */
+  readonly runc: string;
   /** pino level. */
   readonly logLevel: LevelWithSilent;
   /** json or text. */
@@ -68,6 +76,8 @@ export interface RawServeOptions {
   socketGroup?: string;
   startTimeout: string;
   shutdownTimeout: string;
+  createTimeout: string;
+  runc: string;
   logLevel: string;
   logFormat: string;
 }
@@ -84,12 +94,15 @@ export function serveConfig(raw: RawServeOptions): ServeConfig {
     throw new ConfigError(`--log-format: expected one of ${LOG_FORMATS.join(", ")}, got ${JSON.stringify(raw.logFormat)}`);
   }
   if (raw.root === "") throw new ConfigError("--root: the state root cannot be empty");
+  if (raw.runc === "") throw new ConfigError("--runc: the runc binary cannot be empty");
   return Object.freeze({
     root: raw.root,
     address: raw.address,
     socketGroup: raw.socketGroup,
     startTimeoutMs: parseDuration("--start-timeout", raw.startTimeout),
     shutdownTimeoutMs: parseDuration("--shutdown-timeout", raw.shutdownTimeout),
+    createTimeoutMs: parseDuration("--create-timeout", raw.createTimeout),
+    runc: raw.runc,
     logLevel: raw.logLevel as LevelWithSilent,
     logFormat: raw.logFormat as LogFormat,
   });

@@ -7,6 +7,8 @@ export {
   ShimError,
   decodeErrorInfo,
   formatTimestamp,
+  parseSignal,
+  type CreateOptions,
   type CallOptions,
   type ContainerEntryView,
   type ContainerErrorView,

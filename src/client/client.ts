@@ -1,3 +1,4 @@
+import os from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import { ERROR_INFO_TYPE_URL, STATUS_DETAILS_KEY } from "../wire.js";
 import { ErrorInfo } from "../../gen/ts/google/rpc/error_details.js";
@@ -7,7 +8,17 @@ import {
   ShimServiceClient,
   WatchEventKind as WireEventKind,
   type ContainerEntry,
+  type CreateRequest,
+  type CreateResponse,
+  type DeleteRequest,
+  type DeleteResponse,
+  type KillRequest,
+  type KillResponse,
   type ListResponse,
+  type PauseRequest,
+  type PauseResponse,
+  type ResumeRequest,
+  type ResumeResponse,
   type StartResponse,
   type StateResponse,
   type WatchResponse,
@@ -184,6 +195,36 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** What {@link ShimClient.create} is given besides the id. */
+export interface CreateOptions {
+  /** Absolute path of the OCI bundle dir (holding config.json). */
+  bundle: string;
+  /** Absolute paths for the init process's stdio; omitted or "" means /dev/null. */
+  stdin?: string;
+  stdout?: string;
+  stderr?: string;
+}
+
+/**
+ * A signal as `runc kill` takes it: a number, or a name with or without
+ * `SIG` in any case (`KILL`, `sigterm`, `9`). Names are those of Linux's
+ * signals 1–31 (`os.constants.signals`).
+ * @returns the number
+ * @throws {ShimError} INVALID_ARGUMENT (`unknown signal "X"`), without a call
+ */
+export function parseSignal(signal: number | string | undefined): number {
+  if (signal === undefined || signal === "") return 0;
+  if (typeof signal === "number") return signal;
+  if (/^[+]?\d+$/.test(signal)) return Number(signal);
+  const upper = signal.toUpperCase();
+  const name = upper.startsWith("SIG") ? upper : `SIG${upper}`;
+  const n = (os.constants.signals as Record<string, number | undefined>)[name];
+  if (n === undefined || n > 31 || name === "SIGIOT" || name === "SIGPOLL" || name === "SIGUNUSED") {
+    throw new ShimError(grpc.status.INVALID_ARGUMENT, `unknown signal ${JSON.stringify(signal)}`, undefined);
+  }
+  return n;
+}
+
 /** Options of {@link createShimClient}. */
 export interface ShimClientOptions {
   /** Extra grpc-js channel options. */
@@ -237,6 +278,47 @@ export interface ShimClient {
    *   becomes so), CANCELLED (the server shut down), INTERNAL, UNAVAILABLE
    */
   watch(id?: string, options?: WatchOptions): AsyncIterable<WatchEventView>;
+  /**
+   * Creates a container from an OCI bundle through `runc create` (the one call
+   * that runs runc). `stdin`/`stdout`/`stderr` are absolute paths the server
+   * opens for the init process (a regular file is created 0600 and appended
+   * to, a FIFO opened read-write; omitted means /dev/null).
+   * @returns the init pid (the container is then `created`)
+   * @throws {ShimError} INVALID_ARGUMENT (bad id or bundle, a terminal asked for, bad stdio path),
+   *   ALREADY_EXISTS (`container with given ID already exists`), FAILED_PRECONDITION (runc failed: its
+   *   message, reason RUNC_FAILED; runc not found, RUNC_NOT_FOUND), DEADLINE_EXCEEDED / CANCELLED (runc
+   *   was killed, nothing created), UNAVAILABLE
+   */
+  create(id: string, request: CreateOptions, options?: CallOptions): Promise<number>;
+  /**
+   * Sends a signal to the container's init process, or with `all` to every
+   * process of its cgroup (a paused container then stays paused). `signal` is
+   * a number (1–64; 0 or omitted: SIGTERM) or a name (`KILL`, `SIGKILL`).
+   * @throws {ShimError} INVALID_ARGUMENT (bad id or signal), NOT_FOUND, FAILED_PRECONDITION (`container not
+   *   running`, reason CONTAINER_NOT_RUNNING), INTERNAL, UNAVAILABLE
+   */
+  kill(id: string, signal?: number | string, options?: CallOptions & { all?: boolean }): Promise<void>;
+  /**
+   * Freezes a created or running container's cgroup.
+   * @throws {ShimError} INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (`container not running`,
+   *   CONTAINER_NOT_RUNNING; no freezer, NO_FREEZER), INTERNAL (the freeze failed and was undone), UNAVAILABLE
+   */
+  pause(id: string, options?: CallOptions): Promise<void>;
+  /**
+   * Thaws a paused container's cgroup.
+   * @throws {ShimError} INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (`container not paused`,
+   *   CONTAINER_NOT_PAUSED), INTERNAL, UNAVAILABLE
+   */
+  resume(id: string, options?: CallOptions): Promise<void>;
+  /**
+   * Deletes a container as `runc delete` does (a created one is killed first;
+   * a running or paused one only with `force`).
+   * @returns the init pid the container had
+   * @throws {ShimError} INVALID_ARGUMENT, NOT_FOUND (without force), FAILED_PRECONDITION (`cannot delete
+   *   container ID that is not stopped: STATUS`, or `container init still running`, CONTAINER_NOT_STOPPED),
+   *   INTERNAL (corrupt state.json), UNAVAILABLE
+   */
+  delete(id: string, options?: CallOptions & { force?: boolean }): Promise<number>;
   /** The underlying generated grpc-js client, for calls this wrapper does not cover. */
   readonly raw: ShimServiceClient;
   /** Closes the channel. */
@@ -441,6 +523,30 @@ export function createShimClient(address: string, options: ShimClientOptions = {
         signal?.removeEventListener("abort", onAbort);
         stream.cancel();
       }
+    },
+    async create(id, request, opts = {}) {
+      const r = await call<CreateRequest, CreateResponse>(raw.create, {
+        id,
+        bundle: request.bundle,
+        terminal: false,
+        stdin: request.stdin ?? "",
+        stdout: request.stdout ?? "",
+        stderr: request.stderr ?? "",
+      }, opts);
+      return r.pid;
+    },
+    async kill(id, signal, opts = {}) {
+      await call<KillRequest, KillResponse>(raw.kill, { id, signal: parseSignal(signal), all: opts.all === true }, opts);
+    },
+    async pause(id, opts = {}) {
+      await call<PauseRequest, PauseResponse>(raw.pause, { id }, opts);
+    },
+    async resume(id, opts = {}) {
+      await call<ResumeRequest, ResumeResponse>(raw.resume, { id }, opts);
+    },
+    async delete(id, opts = {}) {
+      const r = await call<DeleteRequest, DeleteResponse>(raw.delete, { id, force: opts.force === true }, opts);
+      return r.pid;
     },
     close() {
       raw.close();

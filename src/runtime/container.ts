@@ -1,12 +1,21 @@
 import fs from "node:fs";
 import path from "node:path";
 import { RuntimeError, describeError, errnoOf, isErrno } from "./errors.js";
-import { execFifoHandshake, type CommitOutcome } from "./exec-fifo.js";
 import { containerFreezerState, detectCgroupMode, type CgroupMode } from "./freezer.js";
 import { validateContainerId } from "./id.js";
 import { EXEC_FIFO_FILENAME, STATE_FILENAME, isWithin, secureJoin } from "./paths.js";
+import { ContainerLocks } from "./locks.js";
+import { MSG } from "./messages.js";
 import { isInitAlive } from "./proc.js";
-import { MAX_STATE_FILE_BYTES, parseStateFile, splitLabels, type ContainerStateRecord, type Instant } from "./state-file.js";
+import {
+  MAX_STATE_FILE_BYTES,
+  parseLifecycleConfig,
+  parseStateFile,
+  splitLabels,
+  type ContainerStateRecord,
+  type Instant,
+  type LifecycleConfig,
+} from "./state-file.js";
 import { deriveStatus, type ContainerStatus } from "./status.js";
 
 /** How state.json is opened: never blocking (a FIFO cannot stall the loop), never through a final symlink. */
@@ -38,9 +47,9 @@ export interface ContainerState {
 }
 
 /** A container loaded from its state dir, before status derivation. */
-interface LoadedContainer {
+export interface LoadedContainer {
   id: string;
-  /** `<root>/<id>` after SecureJoin; the key of the start lock. */
+  /** `<root>/<id>` after SecureJoin; the key of the container's lock. */
   stateDir: string;
   record: ContainerStateRecord;
 }
@@ -68,22 +77,6 @@ export interface ContainerProbe {
   state: ContainerState;
   /** Re-derives the status from the same state.json record (freezer, /proc, exec fifo). */
   status(): ContainerStatus;
-}
-
-/** Options of {@link StateRoot.start}. */
-export interface StartOptions {
-  /** Aborts the wait for the init process before its byte is read; `reason` should be a {@link RuntimeError}. */
-  signal?: AbortSignal;
-  /** After the byte, how long to wait for the init process to exec the user process at most, in ms. */
-  commitWaitMs?: number;
-  /** Told when the start is committed (fifo removed) and how the wait after it ended. */
-  onCommitted?: (outcome: CommitOutcome) => void;
-  /**
-   * Told how a handshake ended that went on after the call had failed with
-   * `DeadlineExceeded`/`Cancelled`, because the init process had its end of the
-   * fifo open (closing ours would have killed it).
-   */
-  onDetachedEnd?: (result: CommitOutcome | RuntimeError) => void;
 }
 
 /**
@@ -149,7 +142,9 @@ export class StateRoot {
   readonly cgroupMode: CgroupMode;
   private realPath: string;
   private readonly cache = new Map<string, CacheEntry>();
-  private readonly startLocks = new Map<string, Promise<void>>();
+  /** The per-container lock every mutating operation takes (keyed by container state dir). */
+  readonly locks = new ContainerLocks();
+  private readonly changeListeners = new Set<(id: string) => void>();
   /** Handshakes that went on after their call gave up (see execFifoHandshake), by container state dir. */
   private readonly detached = new Map<string, Promise<void>>();
 
@@ -179,74 +174,6 @@ export class StateRoot {
    */
   state(id: string): ContainerState {
     return this.probe(id).state;
-  }
-
-  /**
-   * Starts a created container (`runc start ID`): completes the exec fifo
-   * handshake and returns the init pid. Concurrent starts of one container
-   * (also through an alias symlink) are serialised, so exactly one succeeds and
-   * the others see it running.
-   *
-   * @returns the init pid
-   * @throws {RuntimeError} as {@link state}, and `ContainerRunning` (`cannot start an already running
-   *   container`), `ContainerStopped` (`cannot start a container that has stopped`, or `container process
-   *   is already dead` when the init process died before writing its byte), `ContainerPaused` (`cannot
-   *   start a container in the paused state` / `pausing state`), `DeadlineExceeded` / `Cancelled`
-   *   (from `signal`, nothing changed), `SystemError` (exec fifo not a FIFO, I/O error)
-   */
-  async start(id: string, opts: StartOptions = {}): Promise<number> {
-    const first = this.load(id);
-    return this.withStartLock(first.stateDir, opts.signal, async () => {
-      // A handshake that went on detached still holds the fifo: wait for it rather than open a second reader.
-      const pending = this.detached.get(first.stateDir);
-      if (pending !== undefined) await waitOrAbort(pending, opts.signal);
-      const c = this.load(id);
-      const fifo = path.join(c.stateDir, EXEC_FIFO_FILENAME);
-      const status = this.status(c);
-      switch (status) {
-        case "created":
-          break;
-        case "running":
-          throw new RuntimeError("ContainerRunning", "cannot start an already running container", { containerId: id });
-        case "stopped":
-          // The init process died before writing its byte when the exec fifo is still there.
-          throw new RuntimeError(
-            "ContainerStopped",
-            execFifoExists(fifo) ? "container process is already dead" : "cannot start a container that has stopped",
-            { containerId: id },
-          );
-        case "paused":
-        case "pausing":
-          throw new RuntimeError("ContainerPaused", `cannot start a container in the ${status} state`, { containerId: id });
-      }
-      const { initProcessPid: pid, initProcessStart: startTime } = c.record;
-      let detachedEnd: (() => void) | undefined;
-      const outcome = await execFifoHandshake(fifo, {
-        isInitAlive: () => isInitAlive(pid, startTime),
-        signal: opts.signal,
-        commitWaitMs: opts.commitWaitMs ?? 60_000,
-        onDetach: () => {
-          let end!: () => void;
-          const p = new Promise<void>((r) => (end = r));
-          this.detached.set(c.stateDir, p);
-          detachedEnd = () => {
-            end();
-            if (this.detached.get(c.stateDir) === p) this.detached.delete(c.stateDir);
-          };
-        },
-        onDetachedEnd: (result) => {
-          detachedEnd?.();
-          opts.onDetachedEnd?.(result);
-        },
-      }).catch((e: unknown) => {
-        if (e instanceof RuntimeError && e.containerId === undefined) {
-          throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
-        }
-        throw e;
-      });
-      opts.onCommitted?.(outcome);
-      return pid;
-    });
   }
 
   /**
@@ -309,6 +236,90 @@ export class StateRoot {
     return loaded;
   }
 
+  /**
+   * Registers a handshake that goes on after its call gave up (see execFifoHandshake)
+   * for a container state dir; later Starts and Deletes wait for it.
+   * @returns the function to call when it has ended
+   */
+  addDetached(stateDir: string): () => void {
+    let end!: () => void;
+    const p = new Promise<void>((r) => (end = r));
+    this.detached.set(stateDir, p);
+    return () => {
+      end();
+      if (this.detached.get(stateDir) === p) this.detached.delete(stateDir);
+    };
+  }
+
+  /** The detached handshake pending for a container state dir, if any. */
+  detachedFor(stateDir: string): Promise<void> | undefined {
+    return this.detached.get(stateDir);
+  }
+
+  /**
+   * Tells every listener that an operation changed a container (created,
+   * started, paused, resumed, killed, deleted), so watchers hear of it at once
+   * rather than at their next poll.
+   */
+  changed(id: string): void {
+    for (const fn of this.changeListeners) fn(id);
+  }
+
+  /**
+   * Listens for {@link changed}.
+   * @returns the function that removes the listener
+   */
+  onChange(fn: (id: string) => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
+  /**
+   * Reads the container's state.json again, whole, for what Kill (all) and
+   * Delete need beyond the cached record: every cgroup path, the poststop
+   * hooks, the pid namespace. Never cached.
+   *
+   * @throws {RuntimeError} `SystemError` (unreadable or malformed), `ContainerNotExists` (gone meanwhile)
+   */
+  lifecycle(c: LoadedContainer): LifecycleConfig {
+    const stateFile = `${c.stateDir}/${STATE_FILENAME}`;
+    let fd: number;
+    try {
+      fd = fs.openSync(stateFile, STATE_OPEN_FLAGS);
+    } catch (e) {
+      if (isErrno(e, "ENOENT")) throw new RuntimeError("ContainerNotExists", MSG.notExists, { containerId: c.id });
+      throw new RuntimeError("SystemError", `open ${stateFile}: ${describeError(e)}`, { containerId: c.id, cause: e });
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new RuntimeError("SystemError", `read ${stateFile}: not a regular file`, { containerId: c.id });
+      return parseLifecycleConfig(stateFile, readBounded(fd, stateFile, st.size));
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Drops the cached parse of a container's state.json (after Delete removed it). */
+  forget(c: LoadedContainer): void {
+    this.cache.delete(`${c.stateDir}/${STATE_FILENAME}`);
+    this.cache.delete(`${this.path === "/" ? "" : this.path}/${c.id}/${STATE_FILENAME}`);
+  }
+
+  /**
+   * The container state dir an id would have (`<root>/<id>` after SecureJoin),
+   * whether or not it exists. For Create and for Delete of a dir without state.json.
+   *
+   * @throws {RuntimeError} `InvalidIdFormat`; `SystemError` when the join fails (ELOOP, EACCES)
+   */
+  stateDirOf(id: string): string {
+    validateContainerId(id);
+    try {
+      return secureJoin(this.path, id);
+    } catch (e) {
+      throw new RuntimeError("SystemError", `lstat ${path.join(this.path, id)}: ${describeError(e)}`, { containerId: id, cause: e });
+    }
+  }
+
   /** Resolves when no detached handshake is pending (for a graceful shutdown). */
   detachedIdle(): Promise<void> {
     return Promise.all([...this.detached.values()]).then(() => undefined);
@@ -319,23 +330,8 @@ export class StateRoot {
     return [...this.detached.keys()];
   }
 
-  private async withStartLock<T>(key: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    const previous = this.startLocks.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const chained = previous.then(() => mine);
-    this.startLocks.set(key, chained);
-    try {
-      await waitOrAbort(previous, signal);
-      return await fn();
-    } finally {
-      release();
-      if (this.startLocks.get(key) === chained) this.startLocks.delete(key);
-    }
-  }
-
-  /** Status, derived from the freezer, /proc and the exec fifo; never cached. */
-  private status(c: LoadedContainer): ContainerStatus {
+  /** Status, derived from the freezer, /proc and the exec fifo; never cached (runc 1.1.5 refreshState). */
+  status(c: LoadedContainer): ContainerStatus {
     const r = c.record;
     return deriveStatus({
       freezer: () => containerFreezerState(r.cgroupPaths, this.cgroupMode),
@@ -349,8 +345,10 @@ export class StateRoot {
    * `state.json` to that, open without blocking and without following a final
    * symlink, check the opened file really lies inside the root, then parse
    * (re-using the last parse while device, inode, size, mtime and ctime are unchanged).
+   *
+   * @throws {RuntimeError} `InvalidIdFormat`, `ContainerNotExists`, `ConfigInvalid` (root gone), `SystemError`
    */
-  private load(id: string): LoadedContainer {
+  load(id: string): LoadedContainer {
     validateContainerId(id);
     const fail = (e: unknown, what: string): never => {
       if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
@@ -420,7 +418,7 @@ export class StateRoot {
       this.rootOrThrow(id);
       if (isErrno(e, "ENOENT")) {
         this.cache.delete(stateFile);
-        throw new RuntimeError("ContainerNotExists", "container does not exist", { containerId: id });
+        throw new RuntimeError("ContainerNotExists", MSG.notExists, { containerId: id });
       }
       return fail(e, `open ${stateFile}`);
     }
@@ -531,24 +529,4 @@ function readBounded(fd: number, file: string, size: number): Uint8Array {
     }
   }
   return buf.subarray(0, n);
-}
-
-/** Waits for `p`, or rejects with `signal.reason` when the signal aborts first. */
-function waitOrAbort(p: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
-  if (signal === undefined) return p.then(() => undefined);
-  signal.throwIfAborted();
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      },
-      () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      },
-    );
-  });
 }

@@ -16,6 +16,16 @@
  * - `ConfigInvalid`: the state root is missing, not a directory, or unreadable (FAILED_PRECONDITION).
  * - `SystemError`: corrupt state.json or an unexpected I/O error (INTERNAL).
  * - `ContainerRunning` / `ContainerStopped` / `ContainerPaused`: Start in the wrong status (FAILED_PRECONDITION).
+ * - `ContainerNotRunning`: Kill of a stopped container, Pause of one not created or running (FAILED_PRECONDITION).
+ * - `ContainerNotPaused`: Resume of a container that is not paused (FAILED_PRECONDITION).
+ * - `ContainerNotStopped`: Delete of a running or paused container without force, or an init that
+ *   outlived Delete's wait (FAILED_PRECONDITION).
+ * - `ContainerExists`: Create of an id that exists (ALREADY_EXISTS; libcontainer's IdInUse).
+ * - `InvalidArgument`: a request field that is not valid: a signal out of range, a bundle that is
+ *   not an absolute directory with a config.json, a terminal asked for (INVALID_ARGUMENT).
+ * - `RuncFailed`: `runc create` failed; the message is runc's own (FAILED_PRECONDITION).
+ * - `RuncNotFound`: the runc binary Create needs cannot be run (FAILED_PRECONDITION).
+ * - `NoFreezer`: the container has no freezer cgroup to pause or resume (FAILED_PRECONDITION).
  * - `DeadlineExceeded` / `Cancelled`: the caller's deadline passed or it cancelled before anything changed.
  * - `InvalidRequest`: the request message itself cannot be decoded (INVALID_ARGUMENT); not a libcontainer code.
  */
@@ -27,6 +37,14 @@ export type ErrorKind =
   | "ContainerRunning"
   | "ContainerStopped"
   | "ContainerPaused"
+  | "ContainerNotRunning"
+  | "ContainerNotPaused"
+  | "ContainerNotStopped"
+  | "ContainerExists"
+  | "InvalidArgument"
+  | "RuncFailed"
+  | "RuncNotFound"
+  | "NoFreezer"
   | "DeadlineExceeded"
   | "Cancelled"
   | "InvalidRequest";
@@ -40,6 +58,14 @@ export const ERROR_KINDS: readonly ErrorKind[] = [
   "ContainerRunning",
   "ContainerStopped",
   "ContainerPaused",
+  "ContainerNotRunning",
+  "ContainerNotPaused",
+  "ContainerNotStopped",
+  "ContainerExists",
+  "InvalidArgument",
+  "RuncFailed",
+  "RuncNotFound",
+  "NoFreezer",
   "DeadlineExceeded",
   "Cancelled",
   "InvalidRequest",

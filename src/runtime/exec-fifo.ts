@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import net from "node:net";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
+import { MSG } from "./messages.js";
 
 /** How often the handshake re-checks the init process and the fifo path while it waits, in ms. */
 export const LIVENESS_POLL_MS = 20;
@@ -38,8 +39,8 @@ export interface HandshakeOptions {
  */
 export type CommitOutcome = "exec" | "exited" | "timeout" | "answered-early";
 
-const dead = () => new RuntimeError("ContainerStopped", "container process is already dead");
-const alreadyRunning = () => new RuntimeError("ContainerRunning", "cannot start an already running container");
+const dead = () => new RuntimeError("ContainerStopped", MSG.initDead);
+const alreadyRunning = () => new RuntimeError("ContainerRunning", MSG.alreadyRunning);
 
 /**
  * The start side of runc's exec fifo handshake

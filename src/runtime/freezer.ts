@@ -148,3 +148,117 @@ export function containerFreezerState(cgroupPaths: Readonly<Record<string, strin
   const dir = cgroupPaths.freezer;
   return dir ? freezerStateV1(dir) : "undefined";
 }
+
+/**
+ * Writes one cgroup file, after checking (fstatfs of the opened fd) that it
+ * lies on a cgroup filesystem, as {@link readCgroupFile} does for reads
+ * (runc 1.1.5 `libcontainer/cgroups/file.go` WriteFile). Non-blocking open,
+ * no final symlink followed.
+ *
+ * @throws {RuntimeError} `SystemError`: `open <file>: not a cgroup file`, or the write's error
+ * @throws NodeJS.ErrnoException ENOENT when the file (the cgroup) does not exist
+ */
+export function writeCgroupFile(file: string, content: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    if (isErrno(e, "ENOENT")) throw e;
+    throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
+  }
+  try {
+    const fsType = fs.statfsSync(`/proc/self/fd/${fd}`).type;
+    if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
+      throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
+    }
+    fs.writeSync(fd, content);
+  } catch (e) {
+    if (e instanceof RuntimeError) throw e;
+    throw new RuntimeError("SystemError", `write ${file}: ${describeError(e)}`, { cause: e });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Bound of a v2 freeze: how long `cgroup.events` may take to say `frozen 1`, in ms (runc 1.1.5: 1000 × 10 ms). */
+export const V2_FREEZE_TIMEOUT_MS = 10_000;
+/** Rounds of the v1 freeze loop before `unable to freeze` (runc 1.1.5 `fs/freezer.go`). */
+export const V1_FREEZE_ROUNDS = 1000;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The freezer dir of a container for `mode`: v1 (and hybrid) `cgroup_paths.freezer`, v2 `cgroup_paths[""]`. */
+export function freezerDir(cgroupPaths: Readonly<Record<string, string>>, mode: CgroupMode): string | undefined {
+  const dir = mode === "v2" ? cgroupPaths[""] : cgroupPaths.freezer;
+  return dir === undefined || dir === "" ? undefined : dir;
+}
+
+/**
+ * Freezes a container's cgroup, on the event loop (never a blocking sleep).
+ *
+ * - v1 (runc 1.1.5 `libcontainer/cgroups/fs/freezer.go` Set(Frozen)): up to
+ *   {@link V1_FREEZE_ROUNDS} rounds of writing `FROZEN` and reading
+ *   `freezer.state` back until it says `FROZEN`; every 50th round writes
+ *   `THAWED` and waits 10 ms (lets forking tasks settle), every 25th yields.
+ * - v2 (`fs2/freezer.go`): writes `1` to `cgroup.freeze`, then polls
+ *   `cgroup.events` every 10 ms for `frozen 1`, at most {@link V2_FREEZE_TIMEOUT_MS}.
+ *
+ * On any failure the cgroup is thawed again before the error is thrown.
+ *
+ * @param dir the container's freezer dir ({@link freezerDir})
+ * @throws {RuntimeError} `SystemError`: `unable to freeze`, `unexpected state <s> while freezing`,
+ *   `timeout of 10s reached waiting for the cgroup to freeze`, `not a cgroup file`, I/O errors
+ */
+export async function freeze(dir: string, mode: CgroupMode): Promise<void> {
+  try {
+    if (mode === "v2") {
+      writeCgroupFile(path.join(dir, "cgroup.freeze"), "1");
+      const t0 = Date.now();
+      for (;;) {
+        if (freezerStateV2(dir) === "frozen") return;
+        if (Date.now() - t0 >= V2_FREEZE_TIMEOUT_MS) {
+          throw new RuntimeError("SystemError", "timeout of 10s reached waiting for the cgroup to freeze");
+        }
+        await sleep(10);
+      }
+    }
+    const stateFile = path.join(dir, "freezer.state");
+    for (let i = 0; i < V1_FREEZE_ROUNDS; i++) {
+      if (i % 50 === 49) {
+        writeCgroupFile(stateFile, "THAWED");
+        await sleep(10);
+      }
+      writeCgroupFile(stateFile, "FROZEN");
+      if (i % 25 === 24) await new Promise<void>((r) => setImmediate(r));
+      const state = readCgroupFile(stateFile)?.trim();
+      if (state === "FROZEN") return;
+      if (state !== "FREEZING") throw new RuntimeError("SystemError", `unexpected state ${state ?? "(none)"} while freezing`);
+    }
+    throw new RuntimeError("SystemError", "unable to freeze");
+  } catch (e) {
+    try {
+      thaw(dir, mode);
+    } catch {
+      // the freeze's own error is the one reported
+    }
+    if (isErrno(e, "ENOENT")) throw new RuntimeError("SystemError", `freeze ${dir}: the cgroup does not exist`, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Thaws a container's cgroup: one write, no read-back (runc 1.1.5
+ * `fs/freezer.go` Set(Thawed), `fs2/freezer.go`). A cgroup that no longer
+ * exists is left alone.
+ *
+ * @throws {RuntimeError} `SystemError`: `not a cgroup file`, I/O errors
+ */
+export function thaw(dir: string, mode: CgroupMode): void {
+  try {
+    if (mode === "v2") writeCgroupFile(path.join(dir, "cgroup.freeze"), "0");
+    else writeCgroupFile(path.join(dir, "freezer.state"), "THAWED");
+  } catch (e) {
+    if (isErrno(e, "ENOENT")) return;
+    throw e;
+  }
+}

@@ -200,3 +200,103 @@ export function splitLabels(labels: readonly string[]): { bundle: string; annota
   }
   return { bundle, annotations };
 }
+
+/** One OCI hook as runc stores it in state.json (`configs.Command`: `Hooks.poststop[i]`). */
+export interface HookCommand {
+  /** Absolute path of the program (runc does no PATH lookup). */
+  path: string;
+  /** argv, `args[0]` included (may be empty: then argv is `[path]`). */
+  args: string[];
+  /** The whole environment of the hook (`KEY=value`); nothing is inherited. */
+  env: string[];
+  /** The hook's timeout in ms, or `undefined` when it has none. */
+  timeoutMs: number | undefined;
+}
+
+/**
+ * What the lifecycle verbs need beyond what State caches: read fresh from
+ * state.json by Kill (all), Delete and Create's clean-up, never cached.
+ */
+export interface LifecycleConfig {
+  /** Every `cgroup_paths` entry: controller (`freezer`, `devices`, `name=systemd`, `""` = unified) → absolute dir. */
+  cgroupPaths: Readonly<Record<string, string>>;
+  /** `config.Hooks.poststop`, in order. */
+  poststop: readonly HookCommand[];
+  /**
+   * Whether the container has a pid namespace of its own (`config.namespaces`
+   * has `NEWPID` with an empty path). When it does not, destroy SIGKILLs every
+   * process of its cgroup (runc 1.1.5 `libcontainer/state_linux.go` destroy).
+   */
+  ownPidNamespace: boolean;
+}
+
+/**
+ * Reads the parts of a state.json that Delete and Kill need: every cgroup
+ * path, the poststop hooks (`config.Hooks`, timeouts in ns as Go's
+ * `time.Duration`), and the pid namespace. The file has already passed
+ * {@link parseStateFile}; a part with a wrong shape is a SystemError.
+ *
+ * @throws {RuntimeError} `SystemError` (gRPC INTERNAL): `<file>: <problem>`
+ */
+export function parseLifecycleConfig(file: string, bytes: Uint8Array): LifecycleConfig {
+  const fail = (problem: string): never => {
+    throw new RuntimeError("SystemError", `${file}: ${problem}`);
+  };
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseFirstJsonValue(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as Record<string, unknown>;
+  } catch (e) {
+    return fail(`invalid JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return fail(`state must be a JSON object, got ${typeName(doc)}`);
+  const cgroupPaths: Record<string, string> = Object.create(null) as Record<string, string>;
+  const cp = doc.cgroup_paths;
+  if (cp !== undefined && cp !== null) {
+    if (typeof cp !== "object" || Array.isArray(cp)) fail(`field cgroup_paths must be an object, got ${typeName(cp)}`);
+    for (const [k, v] of Object.entries(cp as Record<string, unknown>)) {
+      if (typeof v !== "string") fail(`field cgroup_paths.${k.slice(0, 40)} must be a string, got ${typeName(v)}`);
+      if (v !== "") cgroupPaths[k] = v as string;
+    }
+  }
+  const cfg = (doc.config ?? {}) as Record<string, unknown>;
+  const strings = (v: unknown, what: string): string[] => {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) return fail(`field ${what} must be an array of strings`);
+    return v as string[];
+  };
+  const poststop: HookCommand[] = [];
+  const hooks = (cfg.Hooks ?? cfg.hooks) as Record<string, unknown> | null | undefined;
+  if (hooks !== undefined && hooks !== null) {
+    if (typeof hooks !== "object" || Array.isArray(hooks)) fail(`field config.Hooks must be an object, got ${typeName(hooks)}`);
+    const list = hooks.poststop;
+    if (list !== undefined && list !== null) {
+      if (!Array.isArray(list)) fail(`field config.Hooks.poststop must be an array, got ${typeName(list)}`);
+      (list as unknown[]).forEach((h, i) => {
+        const what = `config.Hooks.poststop[${i}]`;
+        if (typeof h !== "object" || h === null || Array.isArray(h)) fail(`field ${what} must be an object, got ${typeName(h)}`);
+        const hook = h as Record<string, unknown>;
+        if (typeof hook.path !== "string" || hook.path === "") fail(`field ${what}.path must be a non-empty string`);
+        const t = hook.timeout;
+        if (t !== undefined && t !== null && (typeof t !== "number" || !Number.isInteger(t) || t < 0)) {
+          fail(`field ${what}.timeout must be a non-negative integer (ns), got ${typeName(t)}`);
+        }
+        poststop.push({
+          path: hook.path as string,
+          args: strings(hook.args, `${what}.args`),
+          env: strings(hook.env, `${what}.env`),
+          timeoutMs: typeof t === "number" && t > 0 ? Math.max(1, Math.round(t / 1e6)) : undefined,
+        });
+      });
+    }
+  }
+  let ownPidNamespace = false;
+  const ns = cfg.namespaces;
+  if (ns !== undefined && ns !== null) {
+    if (!Array.isArray(ns)) fail(`field config.namespaces must be an array, got ${typeName(ns)}`);
+    ownPidNamespace = (ns as unknown[]).some((n) => {
+      const e = n as { type?: unknown; path?: unknown } | null;
+      return e !== null && typeof e === "object" && e.type === "NEWPID" && (e.path === undefined || e.path === null || e.path === "");
+    });
+  }
+  return { cgroupPaths, poststop, ownPidNamespace };
+}

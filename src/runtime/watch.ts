@@ -249,6 +249,7 @@ export class WatchHub {
   private rescanTimer: NodeJS.Timeout | undefined;
   private flushHandle: NodeJS.Immediate | undefined;
   private running = false;
+  private offChange: (() => void) | undefined;
 
   constructor(private readonly root: StateRoot, private readonly opts: WatchHubOptions = {}) {
     this.pollMs = opts.pollMs ?? POLL_INTERVAL_MS;
@@ -332,6 +333,10 @@ export class WatchHub {
   private start(): void {
     if (this.running) return;
     this.running = true;
+    // Operations done through the shim (create, start, kill, pause, resume, delete) are seen at once.
+    this.offChange = this.root.onChange((id) => {
+      if (this.tracked.has(id) || this.allSubs.size > 0) this.markDirty(id);
+    });
     this.watchRoot();
     this.pollTimer = setTimeout(() => this.poll(), this.pollMs);
     this.rescanTimer = setTimeout(() => this.rescan(), this.rescanMs);
@@ -339,6 +344,8 @@ export class WatchHub {
 
   private stop(): void {
     this.running = false;
+    this.offChange?.();
+    this.offChange = undefined;
     this.rootWatcher?.close();
     this.rootWatcher = undefined;
     for (const t of this.tracked.values()) t.dirWatcher?.close();

@@ -36,6 +36,10 @@ export interface ServerConfig {
   socketGroup?: string;
   /** Bound of a Start with no client deadline, in ms. */
   startTimeoutMs: number;
+  /** Bound of one `runc create`, in ms (default 60 s). */
+  createTimeoutMs?: number;
+  /** The runc binary Create runs (default `runc` on PATH). */
+  runc?: string;
 }
 
 /** A running server. */
@@ -89,7 +93,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   });
   const build = (): grpc.Server => {
     const server = new grpc.Server(SERVER_OPTIONS);
-    server.addService(safeDeserializers(ShimServiceService), createShimService({ root, log, tracker, watchHub, startTimeoutMs: config.startTimeoutMs }));
+    server.addService(safeDeserializers(ShimServiceService), createShimService({ root, log, tracker, watchHub, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc }));
     health.addToServer(server);
     addReflection(server);
     return server;

@@ -5,6 +5,16 @@ import {
   WatchEventKind as WireEventKind,
   type ContainerEntry as WireEntry,
   type ContainerError,
+  type CreateRequest,
+  type CreateResponse,
+  type DeleteRequest,
+  type DeleteResponse,
+  type KillRequest,
+  type KillResponse,
+  type PauseRequest,
+  type PauseResponse,
+  type ResumeRequest,
+  type ResumeResponse,
   type ListRequest,
   type ListResponse,
   type ShimServiceServer,
@@ -22,7 +32,13 @@ import type { ContainerStatus } from "../runtime/status.js";
 import { WatchHub, type WatchEvent, type WatchEventKind } from "../runtime/watch.js";
 import { BUG_ROW, ERROR_TABLE, INTERNAL_MESSAGE } from "./errors.js";
 import { serverStream, type MessageSource } from "./stream.js";
-import { unary, type CallTracker } from "./unary.js";
+import { unary, type CallContext, type CallTracker } from "./unary.js";
+import { createContainer } from "../runtime/ops/create.js";
+import { deleteContainer } from "../runtime/ops/delete.js";
+import { killContainer } from "../runtime/ops/kill.js";
+import { pauseContainer } from "../runtime/ops/pause.js";
+import { resumeContainer } from "../runtime/ops/resume.js";
+import { startContainer } from "../runtime/ops/start.js";
 
 /** Domain status -> wire enum (numbers of containerd.v1.types.Status). */
 export const WIRE_STATUS: Readonly<Record<ContainerStatus, WireStatus>> = {
@@ -96,11 +112,21 @@ export interface ShimServiceOptions {
   tracker?: CallTracker;
   /** The watch hub Watch subscribes to; one over `root` by default. */
   watchHub?: WatchHub;
+  /** The runc binary Create runs (`--runc`); `runc` on PATH by default. */
+  runc?: string;
+  /** Bound of a Create, in ms (`--create-timeout`); 60 s by default. */
+  createTimeoutMs?: number;
+}
+
+/** What an operation reports without failing (a cgroup left behind, a failed poststop hook) goes to the call's log as a warning. */
+function warnTo(ctx: CallContext): (message: string, fields?: Record<string, unknown>) => void {
+  return (message, fields) => ctx.log.warn(fields ?? {}, message);
 }
 
 /** The `runcshim.v1.ShimService` implementation over one {@link StateRoot}. */
 export function createShimService(opts: ShimServiceOptions): ShimServiceServer & UntypedServiceImplementation {
   const { root, log, tracker } = opts;
+  const createTimeoutMs = opts.createTimeoutMs ?? 60_000;
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
@@ -112,7 +138,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
     start: unary<StartRequest, StartResponse>(
       { rpc: "Start", log, tracker, containerIdOf: (r) => r.id, cancellable: true, capMs: opts.startTimeoutMs },
       async (req, ctx) => {
-        const pid = await root.start(req.id, {
+        const pid = await startContainer(root, req.id, {
           signal: ctx.signal,
           commitWaitMs: opts.startTimeoutMs,
           onCommitted: (outcome) => ctx.log.debug({ outcome }, "start committed: exec fifo consumed and removed"),
@@ -123,6 +149,40 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
         });
         return { pid };
       },
+    ),
+    create: unary<CreateRequest, CreateResponse>(
+      {
+        rpc: "Create", log, tracker, containerIdOf: (r) => r.id, cancellable: true,
+        waitingFor: "runc create finished; runc was killed and what it left removed",
+      },
+      async (req, ctx) => ({
+        pid: await createContainer(root, req.id, req, { signal: ctx.signal, warn: warnTo(ctx), runc: opts.runc ?? "runc", timeoutMs: createTimeoutMs }),
+      }),
+    ),
+    kill: unary<KillRequest, KillResponse>(
+      { rpc: "Kill", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was signalled)" },
+      async (req, ctx) => {
+        await killContainer(root, req.id, { signal: req.signal, all: req.all }, { signal: ctx.signal, warn: warnTo(ctx) });
+        return {};
+      },
+    ),
+    pause: unary<PauseRequest, PauseResponse>(
+      { rpc: "Pause", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was frozen)" },
+      async (req, ctx) => {
+        await pauseContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
+        return {};
+      },
+    ),
+    resume: unary<ResumeRequest, ResumeResponse>(
+      { rpc: "Resume", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was thawed)" },
+      async (req, ctx) => {
+        await resumeContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
+        return {};
+      },
+    ),
+    delete: unary<DeleteRequest, DeleteResponse>(
+      { rpc: "Delete", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was removed)" },
+      async (req, ctx) => ({ pid: await deleteContainer(root, req.id, { force: req.force }, { signal: ctx.signal, warn: warnTo(ctx) }) }),
     ),
     list: unary<ListRequest, ListResponse>(
       { rpc: "List", log, tracker, containerIdOf: () => "" },

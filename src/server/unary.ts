@@ -94,6 +94,10 @@ export interface UnaryOptions<Req> {
   cancellable?: boolean;
   /** Server-side bound of a call with no deadline (or a later one), in ms; needs `cancellable`. */
   capMs?: number;
+  /** What the call was waiting for, for its DEADLINE_EXCEEDED message (default: Start's "the container's init process signalled"). */
+  waitingFor?: string;
+  /** The flag that sets `capMs`, for its DEADLINE_EXCEEDED message (default `--start-timeout`). */
+  capFlag?: string;
   /** Tracks this call while it runs. */
   tracker?: CallTracker;
 }
@@ -134,8 +138,8 @@ export function unary<Req, Res>(
         ? setTimeout(() => {
             ac.abort(
               untilDeadline <= cap
-                ? new RuntimeError("DeadlineExceeded", "deadline exceeded before the container's init process signalled")
-                : new RuntimeError("DeadlineExceeded", `start timed out after ${cap} ms (--start-timeout) waiting for the init process`),
+                ? new RuntimeError("DeadlineExceeded", `deadline exceeded before ${opts.waitingFor ?? "the container's init process signalled"}`)
+                : new RuntimeError("DeadlineExceeded", `${opts.rpc.toLowerCase()} timed out after ${cap} ms (${opts.capFlag ?? "--start-timeout"}) waiting for ${opts.waitingFor === undefined ? "the init process" : opts.waitingFor}`),
             );
           }, wait)
         : undefined;

@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { StateRoot } from "../../src/runtime/container.js";
 import { RuntimeError } from "../../src/runtime/errors.js";
+import { startContainer } from "../../src/runtime/ops/start.js";
 import { readProcStat } from "../../src/runtime/proc.js";
 import { tempRoot, writeFakeContainer } from "../helpers/fake-containers.js";
 
@@ -57,7 +58,7 @@ describe("a Start given up on while the init holds the exec fifo open", () => {
     const baseline = fds();
 
     let late: unknown;
-    const first = await root.start(id, { signal: abortAfter(300), onDetachedEnd: (r) => (late = r) }).catch((e: unknown) => e);
+    const first = await startContainer(root, id, { signal: abortAfter(300), onDetachedEnd: (r) => (late = r) }).catch((e: unknown) => e);
     expect(first).toBeInstanceOf(RuntimeError);
     expect((first as RuntimeError).kind).toBe("DeadlineExceeded");
     expect((first as RuntimeError).message).toMatch(/may still complete/);
@@ -66,7 +67,7 @@ describe("a Start given up on while the init holds the exec fifo open", () => {
     expect(root.state(id).status).toBe("created");
     expect(fds()).toBe(baseline + 1);
 
-    const second = await root.start(id, { signal: abortAfter(200) }).catch((e: unknown) => e);
+    const second = await startContainer(root, id, { signal: abortAfter(200) }).catch((e: unknown) => e);
     expect((second as RuntimeError).kind).toBe("DeadlineExceeded");
     expect(fds()).toBe(baseline + 1); // waited for the pending handshake: no second reader
 
@@ -76,7 +77,7 @@ describe("a Start given up on while the init holds the exec fifo open", () => {
     expect(fs.existsSync(fifo)).toBe(false);
     expect(root.state(id)).toMatchObject({ status: "running", pid: init.pid });
     await until(() => fds() === baseline, "the reader to close");
-    await expect(root.start(id)).rejects.toMatchObject({ kind: "ContainerRunning" });
+    await expect(startContainer(root, id)).rejects.toMatchObject({ kind: "ContainerRunning" });
   });
 });
 
@@ -95,7 +96,7 @@ describe("a Start whose deadline comes between the byte and end of file", () => 
     const root = new StateRoot(tmp.root, "v1");
     let late: unknown;
     const t0 = performance.now();
-    const pid = await root.start(id, { signal: abortAfter(300), onDetachedEnd: (r) => (late = r) });
+    const pid = await startContainer(root, id, { signal: abortAfter(300), onDetachedEnd: (r) => (late = r) });
     expect(pid).toBe(init.pid);
     expect(performance.now() - t0).toBeLessThan(800);
     expect(fs.existsSync(fifo)).toBe(false);

@@ -294,6 +294,98 @@ export interface WatchResponse {
   container?: ContainerEntry | undefined;
 }
 
+/**
+ * CreateRequest says which container to make, from which bundle, with which
+ * stdio. Field numbers follow containerd.task.v2 CreateTaskRequest.
+ */
+export interface CreateRequest {
+  /** id is the container id: 1-255 bytes of A-Z a-z 0-9 _ + , - . and not "." or "..". */
+  id: string;
+  /** bundle is the absolute path of the OCI bundle directory (holding config.json). */
+  bundle: string;
+  /** terminal must be false: runc-shim provides no console socket. */
+  terminal: boolean;
+  /**
+   * stdin is a path opened for the init process's stdin: a FIFO is opened
+   * read-write (never blocks), anything else read-only; empty means /dev/null.
+   */
+  stdin: string;
+  /**
+   * stdout is a path opened for the init process's stdout: a regular file is
+   * created 0600 when missing and appended to, a FIFO is opened read-write;
+   * empty means /dev/null.
+   */
+  stdout: string;
+  /** stderr is opened as stdout is; empty means /dev/null. */
+  stderr: string;
+}
+
+/** CreateResponse is returned once the container is created. */
+export interface CreateResponse {
+  /** pid is the init process id, as seen from the shim's pid namespace. */
+  pid: number;
+}
+
+/**
+ * KillRequest names the container and the signal. Field numbers follow
+ * containerd.task.v2 KillRequest.
+ */
+export interface KillRequest {
+  /** id is the container id. */
+  id: string;
+  /** signal is the signal number, 1-64; 0 means SIGTERM (runc's default). */
+  signal: number;
+  /**
+   * all signals every process in the container's cgroup, not only the init
+   * process; a paused container stays paused.
+   */
+  all: boolean;
+}
+
+/** KillResponse is empty: the signal was sent. */
+export interface KillResponse {
+}
+
+/** PauseRequest names the container to pause. */
+export interface PauseRequest {
+  /** id is the container id. */
+  id: string;
+}
+
+/** PauseResponse is empty: the container's cgroup is frozen. */
+export interface PauseResponse {
+}
+
+/** ResumeRequest names the container to resume. */
+export interface ResumeRequest {
+  /** id is the container id. */
+  id: string;
+}
+
+/** ResumeResponse is empty: the container's cgroup is thawed. */
+export interface ResumeResponse {
+}
+
+/**
+ * DeleteRequest names the container to delete. Field numbers follow
+ * containerd.task.v2 DeleteRequest.
+ */
+export interface DeleteRequest {
+  /** id is the container id. */
+  id: string;
+  /**
+   * force kills a running or paused container first (runc delete --force),
+   * and makes a missing container a success.
+   */
+  force: boolean;
+}
+
+/** DeleteResponse says which init process the deleted container had. */
+export interface DeleteResponse {
+  /** pid is the init process id the container had (0 when it had none). */
+  pid: number;
+}
+
 function createBaseStartRequest(): StartRequest {
   return { id: "" };
 }
@@ -1302,6 +1394,765 @@ export const WatchResponse: MessageFns<WatchResponse> = {
   },
 };
 
+function createBaseCreateRequest(): CreateRequest {
+  return { id: "", bundle: "", terminal: false, stdin: "", stdout: "", stderr: "" };
+}
+
+export const CreateRequest: MessageFns<CreateRequest> = {
+  encode(message: CreateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.bundle !== "") {
+      writer.uint32(18).string(message.bundle);
+    }
+    if (message.terminal !== false) {
+      writer.uint32(32).bool(message.terminal);
+    }
+    if (message.stdin !== "") {
+      writer.uint32(42).string(message.stdin);
+    }
+    if (message.stdout !== "") {
+      writer.uint32(50).string(message.stdout);
+    }
+    if (message.stderr !== "") {
+      writer.uint32(58).string(message.stderr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.bundle = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.terminal = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.stdin = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.stdout = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.stderr = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      bundle: isSet(object.bundle) ? globalThis.String(object.bundle) : "",
+      terminal: isSet(object.terminal) ? globalThis.Boolean(object.terminal) : false,
+      stdin: isSet(object.stdin) ? globalThis.String(object.stdin) : "",
+      stdout: isSet(object.stdout) ? globalThis.String(object.stdout) : "",
+      stderr: isSet(object.stderr) ? globalThis.String(object.stderr) : "",
+    };
+  },
+
+  toJSON(message: CreateRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.bundle !== "") {
+      obj.bundle = message.bundle;
+    }
+    if (message.terminal !== false) {
+      obj.terminal = message.terminal;
+    }
+    if (message.stdin !== "") {
+      obj.stdin = message.stdin;
+    }
+    if (message.stdout !== "") {
+      obj.stdout = message.stdout;
+    }
+    if (message.stderr !== "") {
+      obj.stderr = message.stderr;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateRequest>): CreateRequest {
+    return CreateRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateRequest>): CreateRequest {
+    const message = createBaseCreateRequest();
+    message.id = object.id ?? "";
+    message.bundle = object.bundle ?? "";
+    message.terminal = object.terminal ?? false;
+    message.stdin = object.stdin ?? "";
+    message.stdout = object.stdout ?? "";
+    message.stderr = object.stderr ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateResponse(): CreateResponse {
+  return { pid: 0 };
+}
+
+export const CreateResponse: MessageFns<CreateResponse> = {
+  encode(message: CreateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateResponse {
+    return { pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0 };
+  },
+
+  toJSON(message: CreateResponse): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateResponse>): CreateResponse {
+    return CreateResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateResponse>): CreateResponse {
+    const message = createBaseCreateResponse();
+    message.pid = object.pid ?? 0;
+    return message;
+  },
+};
+
+function createBaseKillRequest(): KillRequest {
+  return { id: "", signal: 0, all: false };
+}
+
+export const KillRequest: MessageFns<KillRequest> = {
+  encode(message: KillRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.signal !== 0) {
+      writer.uint32(24).uint32(message.signal);
+    }
+    if (message.all !== false) {
+      writer.uint32(32).bool(message.all);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KillRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKillRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.signal = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KillRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      signal: isSet(object.signal) ? globalThis.Number(object.signal) : 0,
+      all: isSet(object.all) ? globalThis.Boolean(object.all) : false,
+    };
+  },
+
+  toJSON(message: KillRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.signal !== 0) {
+      obj.signal = Math.round(message.signal);
+    }
+    if (message.all !== false) {
+      obj.all = message.all;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KillRequest>): KillRequest {
+    return KillRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KillRequest>): KillRequest {
+    const message = createBaseKillRequest();
+    message.id = object.id ?? "";
+    message.signal = object.signal ?? 0;
+    message.all = object.all ?? false;
+    return message;
+  },
+};
+
+function createBaseKillResponse(): KillResponse {
+  return {};
+}
+
+export const KillResponse: MessageFns<KillResponse> = {
+  encode(_: KillResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KillResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKillResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): KillResponse {
+    return {};
+  },
+
+  toJSON(_: KillResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<KillResponse>): KillResponse {
+    return KillResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<KillResponse>): KillResponse {
+    const message = createBaseKillResponse();
+    return message;
+  },
+};
+
+function createBasePauseRequest(): PauseRequest {
+  return { id: "" };
+}
+
+export const PauseRequest: MessageFns<PauseRequest> = {
+  encode(message: PauseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: PauseRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PauseRequest>): PauseRequest {
+    return PauseRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PauseRequest>): PauseRequest {
+    const message = createBasePauseRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBasePauseResponse(): PauseResponse {
+  return {};
+}
+
+export const PauseResponse: MessageFns<PauseResponse> = {
+  encode(_: PauseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): PauseResponse {
+    return {};
+  },
+
+  toJSON(_: PauseResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<PauseResponse>): PauseResponse {
+    return PauseResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<PauseResponse>): PauseResponse {
+    const message = createBasePauseResponse();
+    return message;
+  },
+};
+
+function createBaseResumeRequest(): ResumeRequest {
+  return { id: "" };
+}
+
+export const ResumeRequest: MessageFns<ResumeRequest> = {
+  encode(message: ResumeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: ResumeRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResumeRequest>): ResumeRequest {
+    return ResumeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResumeRequest>): ResumeRequest {
+    const message = createBaseResumeRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeResponse(): ResumeResponse {
+  return {};
+}
+
+export const ResumeResponse: MessageFns<ResumeResponse> = {
+  encode(_: ResumeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ResumeResponse {
+    return {};
+  },
+
+  toJSON(_: ResumeResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResumeResponse>): ResumeResponse {
+    return ResumeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ResumeResponse>): ResumeResponse {
+    const message = createBaseResumeResponse();
+    return message;
+  },
+};
+
+function createBaseDeleteRequest(): DeleteRequest {
+  return { id: "", force: false };
+}
+
+export const DeleteRequest: MessageFns<DeleteRequest> = {
+  encode(message: DeleteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.force !== false) {
+      writer.uint32(24).bool(message.force);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+    };
+  },
+
+  toJSON(message: DeleteRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteRequest>): DeleteRequest {
+    return DeleteRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteRequest>): DeleteRequest {
+    const message = createBaseDeleteRequest();
+    message.id = object.id ?? "";
+    message.force = object.force ?? false;
+    return message;
+  },
+};
+
+function createBaseDeleteResponse(): DeleteResponse {
+  return { pid: 0 };
+}
+
+export const DeleteResponse: MessageFns<DeleteResponse> = {
+  encode(message: DeleteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteResponse {
+    return { pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0 };
+  },
+
+  toJSON(message: DeleteResponse): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteResponse>): DeleteResponse {
+    return DeleteResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteResponse>): DeleteResponse {
+    const message = createBaseDeleteResponse();
+    message.pid = object.pid ?? 0;
+    return message;
+  },
+};
+
 /** ShimService starts and inspects the containers of one runc state root. */
 export type ShimServiceService = typeof ShimServiceService;
 export const ShimServiceService = {
@@ -1380,6 +2231,88 @@ export const ShimServiceService = {
     responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
   },
+  /**
+   * Create makes a container from an OCI bundle by running
+   * `runc --root <served root> create --bundle <bundle> <id>`: the one call
+   * that runs runc, since only runc's init can build a container's
+   * namespaces. It returns once the init process waits on the exec fifo
+   * (status created), with the init pid. stdin/stdout/stderr are paths the
+   * shim opens for the init process (never pipes). Errors: INVALID_ARGUMENT
+   * (bad id, bundle not an absolute directory with a config.json, a terminal
+   * asked for), ALREADY_EXISTS (the id exists), FAILED_PRECONDITION (runc
+   * failed: runc's own message; runc not found; state root unusable),
+   * DEADLINE_EXCEEDED (--create-timeout: runc killed, its leftovers removed).
+   */
+  create: {
+    path: "/runcshim.v1.ShimService/Create" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateRequest): Buffer => Buffer.from(CreateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateRequest => CreateRequest.decode(value),
+    responseSerialize: (value: CreateResponse): Buffer => Buffer.from(CreateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateResponse => CreateResponse.decode(value),
+  },
+  /**
+   * Kill sends a signal to the container's init process (all false) or to
+   * every process of its cgroup (all true), as `runc kill` does. Errors:
+   * INVALID_ARGUMENT (bad id; signal not 0-64), NOT_FOUND,
+   * FAILED_PRECONDITION (stopped: "container not running"), INTERNAL.
+   */
+  kill: {
+    path: "/runcshim.v1.ShimService/Kill" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: KillRequest): Buffer => Buffer.from(KillRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KillRequest => KillRequest.decode(value),
+    responseSerialize: (value: KillResponse): Buffer => Buffer.from(KillResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KillResponse => KillResponse.decode(value),
+  },
+  /**
+   * Pause freezes a created or running container's cgroup, as `runc pause`
+   * does. Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION ("container
+   * not running"; no freezer), INTERNAL (the freeze failed; the cgroup was
+   * thawed again).
+   */
+  pause: {
+    path: "/runcshim.v1.ShimService/Pause" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseRequest): Buffer => Buffer.from(PauseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseRequest => PauseRequest.decode(value),
+    responseSerialize: (value: PauseResponse): Buffer => Buffer.from(PauseResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PauseResponse => PauseResponse.decode(value),
+  },
+  /**
+   * Resume thaws a paused container's cgroup, as `runc resume` does. Errors:
+   * INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION ("container not paused"),
+   * INTERNAL.
+   */
+  resume: {
+    path: "/runcshim.v1.ShimService/Resume" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeRequest): Buffer => Buffer.from(ResumeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeRequest => ResumeRequest.decode(value),
+    responseSerialize: (value: ResumeResponse): Buffer => Buffer.from(ResumeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResumeResponse => ResumeResponse.decode(value),
+  },
+  /**
+   * Delete removes a container as `runc delete` does: a stopped container is
+   * destroyed (cgroups, state dir, then the poststop hooks); a created one is
+   * killed first; a running or paused one only with force. Errors:
+   * INVALID_ARGUMENT, NOT_FOUND (no such container, without force),
+   * FAILED_PRECONDITION (running or paused without force; "container init
+   * still running" after 10 s), INTERNAL (corrupt state.json).
+   */
+  delete: {
+    path: "/runcshim.v1.ShimService/Delete" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteRequest): Buffer => Buffer.from(DeleteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteRequest => DeleteRequest.decode(value),
+    responseSerialize: (value: DeleteResponse): Buffer => Buffer.from(DeleteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteResponse => DeleteResponse.decode(value),
+  },
 } as const;
 
 export interface ShimServiceServer extends UntypedServiceImplementation {
@@ -1426,6 +2359,48 @@ export interface ShimServiceServer extends UntypedServiceImplementation {
    * root unusable, at the start or later), INTERNAL.
    */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
+  /**
+   * Create makes a container from an OCI bundle by running
+   * `runc --root <served root> create --bundle <bundle> <id>`: the one call
+   * that runs runc, since only runc's init can build a container's
+   * namespaces. It returns once the init process waits on the exec fifo
+   * (status created), with the init pid. stdin/stdout/stderr are paths the
+   * shim opens for the init process (never pipes). Errors: INVALID_ARGUMENT
+   * (bad id, bundle not an absolute directory with a config.json, a terminal
+   * asked for), ALREADY_EXISTS (the id exists), FAILED_PRECONDITION (runc
+   * failed: runc's own message; runc not found; state root unusable),
+   * DEADLINE_EXCEEDED (--create-timeout: runc killed, its leftovers removed).
+   */
+  create: handleUnaryCall<CreateRequest, CreateResponse>;
+  /**
+   * Kill sends a signal to the container's init process (all false) or to
+   * every process of its cgroup (all true), as `runc kill` does. Errors:
+   * INVALID_ARGUMENT (bad id; signal not 0-64), NOT_FOUND,
+   * FAILED_PRECONDITION (stopped: "container not running"), INTERNAL.
+   */
+  kill: handleUnaryCall<KillRequest, KillResponse>;
+  /**
+   * Pause freezes a created or running container's cgroup, as `runc pause`
+   * does. Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION ("container
+   * not running"; no freezer), INTERNAL (the freeze failed; the cgroup was
+   * thawed again).
+   */
+  pause: handleUnaryCall<PauseRequest, PauseResponse>;
+  /**
+   * Resume thaws a paused container's cgroup, as `runc resume` does. Errors:
+   * INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION ("container not paused"),
+   * INTERNAL.
+   */
+  resume: handleUnaryCall<ResumeRequest, ResumeResponse>;
+  /**
+   * Delete removes a container as `runc delete` does: a stopped container is
+   * destroyed (cgroups, state dir, then the poststop hooks); a created one is
+   * killed first; a running or paused one only with force. Errors:
+   * INVALID_ARGUMENT, NOT_FOUND (no such container, without force),
+   * FAILED_PRECONDITION (running or paused without force; "container init
+   * still running" after 10 s), INTERNAL (corrupt state.json).
+   */
+  delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
 }
 
 export interface ShimServiceClient extends Client {
@@ -1516,6 +2491,115 @@ export interface ShimServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchResponse>;
+  /**
+   * Create makes a container from an OCI bundle by running
+   * `runc --root <served root> create --bundle <bundle> <id>`: the one call
+   * that runs runc, since only runc's init can build a container's
+   * namespaces. It returns once the init process waits on the exec fifo
+   * (status created), with the init pid. stdin/stdout/stderr are paths the
+   * shim opens for the init process (never pipes). Errors: INVALID_ARGUMENT
+   * (bad id, bundle not an absolute directory with a config.json, a terminal
+   * asked for), ALREADY_EXISTS (the id exists), FAILED_PRECONDITION (runc
+   * failed: runc's own message; runc not found; state root unusable),
+   * DEADLINE_EXCEEDED (--create-timeout: runc killed, its leftovers removed).
+   */
+  create(
+    request: CreateRequest,
+    callback: (error: ServiceError | null, response: CreateResponse) => void,
+  ): ClientUnaryCall;
+  create(
+    request: CreateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateResponse) => void,
+  ): ClientUnaryCall;
+  create(
+    request: CreateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Kill sends a signal to the container's init process (all false) or to
+   * every process of its cgroup (all true), as `runc kill` does. Errors:
+   * INVALID_ARGUMENT (bad id; signal not 0-64), NOT_FOUND,
+   * FAILED_PRECONDITION (stopped: "container not running"), INTERNAL.
+   */
+  kill(request: KillRequest, callback: (error: ServiceError | null, response: KillResponse) => void): ClientUnaryCall;
+  kill(
+    request: KillRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KillResponse) => void,
+  ): ClientUnaryCall;
+  kill(
+    request: KillRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KillResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Pause freezes a created or running container's cgroup, as `runc pause`
+   * does. Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION ("container
+   * not running"; no freezer), INTERNAL (the freeze failed; the cgroup was
+   * thawed again).
+   */
+  pause(
+    request: PauseRequest,
+    callback: (error: ServiceError | null, response: PauseResponse) => void,
+  ): ClientUnaryCall;
+  pause(
+    request: PauseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PauseResponse) => void,
+  ): ClientUnaryCall;
+  pause(
+    request: PauseRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PauseResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Resume thaws a paused container's cgroup, as `runc resume` does. Errors:
+   * INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION ("container not paused"),
+   * INTERNAL.
+   */
+  resume(
+    request: ResumeRequest,
+    callback: (error: ServiceError | null, response: ResumeResponse) => void,
+  ): ClientUnaryCall;
+  resume(
+    request: ResumeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResumeResponse) => void,
+  ): ClientUnaryCall;
+  resume(
+    request: ResumeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResumeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Delete removes a container as `runc delete` does: a stopped container is
+   * destroyed (cgroups, state dir, then the poststop hooks); a created one is
+   * killed first; a running or paused one only with force. Errors:
+   * INVALID_ARGUMENT, NOT_FOUND (no such container, without force),
+   * FAILED_PRECONDITION (running or paused without force; "container init
+   * still running" after 10 s), INTERNAL (corrupt state.json).
+   */
+  delete(
+    request: DeleteRequest,
+    callback: (error: ServiceError | null, response: DeleteResponse) => void,
+  ): ClientUnaryCall;
+  delete(
+    request: DeleteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteResponse) => void,
+  ): ClientUnaryCall;
+  delete(
+    request: DeleteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ShimServiceClient = makeGenericClientConstructor(

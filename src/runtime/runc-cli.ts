@@ -1,0 +1,137 @@
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { RuntimeError, describeError } from "./errors.js";
+import { MSG } from "./messages.js";
+
+/** Environment variables never passed to runc: each would change the container (runc 1.1.5 `notify_socket.go`, `utils_linux.go`). */
+export const SCRUBBED_ENV = ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] as const;
+/** Most bytes of runc's `--log` file read back for its error message (the tail). */
+export const RUNC_LOG_TAIL_BYTES = 64 * 1024;
+
+/** What {@link runcCreate} needs. */
+export interface RuncCreateOptions {
+  /** The runc binary: a path, or a name looked up on PATH (`--runc`). */
+  runc: string;
+  /** The state root runc is given (`runc --root`). */
+  root: string;
+  /** Absolute bundle dir. */
+  bundle: string;
+  /** Container id (already validated). */
+  id: string;
+  /** fds for runc's (and so the init process's) stdin, stdout and stderr: files or /dev/null, never pipes. */
+  stdio: readonly [number, number, number];
+  /** Bound of the whole run, in ms (`--create-timeout`); past it runc's process group is SIGKILLed. */
+  timeoutMs: number;
+  /** Aborts the run like the timeout does (the client's deadline or cancellation); `reason` is what is thrown. */
+  signal?: AbortSignal;
+}
+
+/** The environment runc runs with: the shim's, without {@link SCRUBBED_ENV}. */
+export function runcEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env };
+  for (const k of SCRUBBED_ENV) delete out[k];
+  return out;
+}
+
+/**
+ * The error message of a failed runc run, from its `--log-format json` log:
+ * the `msg` of the last `error` (or `fatal`) line.
+ */
+export function runcErrorFromLog(log: string): string | undefined {
+  let found: string | undefined;
+  for (const line of log.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
+      if ((entry.level === "error" || entry.level === "fatal") && typeof entry.msg === "string") found = entry.msg;
+    } catch {
+      // a torn line
+    }
+  }
+  return found;
+}
+
+function readTail(file: string): string {
+  try {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const size = fs.fstatSync(fd).size;
+      const len = Math.min(size, RUNC_LOG_TAIL_BYTES);
+      const buf = Buffer.alloc(len);
+      fs.readSync(fd, buf, 0, len, size - len);
+      return buf.toString("utf8");
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Runs `runc --root ROOT --log FILE --log-format json create --bundle B ID`
+ * (the one place runc-shim runs runc): `child_process.spawn`, never a shell,
+ * in a process group of its own, stdio the given fds (the init process
+ * inherits them and nothing else: Node opens every other fd close-on-exec),
+ * the environment scrubbed of {@link SCRUBBED_ENV}. runc's errors come back
+ * through the log file, which lives in a private temporary dir removed after.
+ *
+ * @throws {RuntimeError} `RuncNotFound` (the binary cannot be run); `ContainerExists` (runc says the id
+ *   exists); `RuncFailed` (runc's own message); `DeadlineExceeded` (`timeoutMs` passed: the process group
+ *   was SIGKILLed; the caller removes what it left), or `signal.reason` when aborted
+ */
+export async function runcCreate(opts: RuncCreateOptions): Promise<void> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "runc-shim-create-"));
+  const logFile = path.join(tmp, "runc.log");
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(
+        opts.runc,
+        ["--root", opts.root, "--log", logFile, "--log-format", "json", "create", "--bundle", opts.bundle, opts.id],
+        { stdio: [...opts.stdio], env: runcEnv(), cwd: opts.bundle, detached: true },
+      );
+      let aborted: unknown;
+      const killGroup = (reason: unknown): void => {
+        if (aborted !== undefined) return;
+        aborted = reason;
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      };
+      const timer = setTimeout(
+        () => killGroup(new RuntimeError("DeadlineExceeded", `create timed out after ${opts.timeoutMs} ms (--create-timeout); runc was killed and what it left removed`)),
+        opts.timeoutMs,
+      );
+      const onAbort = (): void => killGroup(opts.signal?.reason ?? new RuntimeError("Cancelled", "create cancelled"));
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      const done = (): void => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener("abort", onAbort);
+      };
+      child.once("error", (e) => {
+        done();
+        reject(new RuntimeError("RuncNotFound", `cannot run runc binary ${JSON.stringify(opts.runc)} (--runc): ${describeError(e)}`, { cause: e }));
+      });
+      child.once("exit", (code, signal) => {
+        done();
+        if (aborted !== undefined) {
+          reject(aborted);
+          return;
+        }
+        if (code === 0) {
+          resolve();
+          return;
+        }
+        const message = runcErrorFromLog(readTail(logFile)) ?? `runc create ${code !== null ? `exited with status ${code}` : `was killed by ${signal ?? "a signal"}`}`;
+        if (message.endsWith(MSG.exists)) reject(new RuntimeError("ContainerExists", MSG.exists));
+        else reject(new RuntimeError("RuncFailed", message));
+      });
+    });
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
