@@ -6,6 +6,24 @@ import { MSG } from "./messages.js";
 /** How often the handshake re-checks the init process and the fifo path while it waits, in ms. */
 export const LIVENESS_POLL_MS = 20;
 
+/**
+ * After the byte, the most the handshake reads from the fifo per
+ * {@link LIVENESS_POLL_MS} tick while it waits for end of file, in bytes
+ * (256 KiB, in reads of {@link DRAIN_CHUNK_BYTES}): at most 12.5 MiB/s, so an
+ * init that keeps writing costs the event loop a few reads per tick, and a pipe
+ * of the default 64 KiB (or the 1 MiB `pipe-max-size`) left full by a writer
+ * that then closed is drained to end of file within one tick (four ticks).
+ */
+export const DRAIN_BYTES_PER_TICK = 256 * 1024;
+
+/** Size of one read while draining, in bytes: the default pipe capacity (16 pages). */
+export const DRAIN_CHUNK_BYTES = 64 * 1024;
+
+// One reusable buffer for what is drained (and thrown away): the reads are synchronous, so it is never shared.
+const DRAIN_BUFFER = Buffer.allocUnsafe(DRAIN_CHUNK_BYTES);
+// Before the byte the event loop reads into this: one read of any length > 0 is the byte.
+const BYTE_BUFFER = Buffer.allocUnsafe(16);
+
 /** What {@link execFifoHandshake} needs besides the fifo path. */
 export interface HandshakeOptions {
   /** Whether the init process is still alive (pid + start time, not Z/X). Called every {@link LIVENESS_POLL_MS}. */
@@ -52,8 +70,12 @@ const alreadyRunning = () => new RuntimeError("ContainerRunning", MSG.alreadyRun
  * 2. wait, on the event loop, for the byte the init process writes, polling
  *    init liveness and the fifo path every {@link LIVENESS_POLL_MS} ms;
  * 3. on the byte: remove the fifo (only if the path is still that fifo), then
- *    read on to end of file, which comes when the init process exec's the user
- *    process (as runc 1.1.5 `start` does), bounded by `commitWaitMs`.
+ *    wait for end of file, which comes when the init process exec's the user
+ *    process (as runc 1.1.5 `start` does), bounded by `commitWaitMs`. The event
+ *    loop stops reading the fifo at the byte; the poll drains it instead, at most
+ *    {@link DRAIN_BYTES_PER_TICK} bytes per tick, until a read returns 0 (end of
+ *    file). An init that keeps writing after its byte thus costs next to no CPU
+ *    (it blocks on a full pipe), and our end stays open, so it gets no SIGPIPE.
  *
  * Rejections (all before anything is changed; the fifo stays in place):
  * - `ContainerStopped` `container process is already dead`: the init process died before writing;
@@ -91,8 +113,18 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     return Promise.reject(new RuntimeError("SystemError", `read ${fifoPath}: ${what}`));
   }
   let sock: net.Socket;
+  // `onread` hands each read to a callback (no stream buffering), and pause() stops reading at once rather
+  // than after the stream's buffer fills. The constructor takes it (and Node documents it there);
+  // @types/node 20 declares it on ConnectOpts only.
+  let onRead = (_bytes: number): boolean => true;
+  const sockOpts: net.SocketConstructorOpts & Pick<net.ConnectOpts, "onread"> = {
+    fd,
+    readable: true,
+    writable: false,
+    onread: { buffer: BYTE_BUFFER, callback: (bytes: number) => onRead(bytes) },
+  };
   try {
-    sock = new net.Socket({ fd, readable: true, writable: false });
+    sock = new net.Socket(sockOpts);
   } catch (e) {
     fs.closeSync(fd);
     return Promise.reject(new RuntimeError("SystemError", `exec fifo ${fifoPath}: ${describeError(e)}`, { cause: e }));
@@ -125,7 +157,7 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
         clearInterval(poll);
         if (capTimer !== undefined) clearTimeout(capTimer);
         opts.signal?.removeEventListener("abort", onAbort);
-        sock.removeAllListeners("data");
+        onRead = () => false;
         sock.removeAllListeners("end");
         sock.on("error", () => {}); // late errors after destroy are of no interest
         sock.destroy(); // closes fd
@@ -137,6 +169,8 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     const commit = (): void => {
       if (committed) return;
       committed = true;
+      // Stop reading on the event loop: from now on the poll drains the fifo at a bounded rate (see drain).
+      sock.pause();
       try {
         if (pathIsOurs()) fs.unlinkSync(fifoPath);
       } catch (e) {
@@ -161,6 +195,27 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
       } catch (e) {
         return isErrno(e, "EAGAIN") ? "writer" : "none";
       }
+    };
+
+    /**
+     * After the byte: reads what the writer left, at most {@link DRAIN_BYTES_PER_TICK}
+     * bytes, and says whether end of file came (`eof`: a read returned 0, or an error
+     * other than EAGAIN) or a writer still has its end open (`open`: EAGAIN, or the
+     * budget was used up by data).
+     */
+    const drain = (): "eof" | "open" => {
+      if (ended || closed) return "eof"; // the socket may have closed the fd: never read a reused number
+      for (let read = 0; read < DRAIN_BYTES_PER_TICK; ) {
+        let n: number;
+        try {
+          n = fs.readSync(fd, DRAIN_BUFFER, 0, DRAIN_BUFFER.length, null);
+        } catch (e) {
+          return isErrno(e, "EAGAIN") ? "open" : "eof";
+        }
+        if (n === 0) return "eof";
+        read += n;
+      }
+      return "open";
     };
 
     const onAbort = (): void => {
@@ -206,7 +261,7 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     let writerGoneTicks = 0;
     const poll = setInterval(() => {
       if (committed) {
-        if (probe() === "none") finish("exec");
+        if (drain() === "eof") finish("exec");
         else if (!opts.isInitAlive()) finish("exited");
         return;
       }
@@ -233,9 +288,10 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
       if (!pathIsOurs()) finish(alreadyRunning());
     }, LIVENESS_POLL_MS);
 
-    sock.on("data", (chunk: Buffer) => {
-      if (chunk.length > 0) commit();
-    });
+    onRead = (n) => {
+      if (n > 0) commit();
+      return !committed; // false: stop reading (commit has already paused the socket)
+    };
     sock.on("end", () => {
       ended = true;
       if (committed) finish("exec");

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { RuntimeError } from "../../src/runtime/errors.js";
-import { execFifoHandshake, type CommitOutcome } from "../../src/runtime/exec-fifo.js";
+import { DRAIN_BYTES_PER_TICK, LIVENESS_POLL_MS, execFifoHandshake, type CommitOutcome } from "../../src/runtime/exec-fifo.js";
 import { readProcStat } from "../../src/runtime/proc.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rs-fifo-"));
@@ -91,6 +91,22 @@ describe("exec fifo handshake", () => {
     expect(await w.exit).toEqual({ code: 0, signal: null }); // no SIGPIPE
     for (let i = 0; i < 100 && detachedEnd === undefined; i++) await new Promise((r) => setTimeout(r, 10));
     expect(detachedEnd).toBe("exec");
+    expect(fs.existsSync(f)).toBe(false);
+  });
+
+  it("a writer that keeps writing after its byte is drained at a bounded rate, not killed, and its close is end of file", async () => {
+    const f = fifo();
+    // 4 MiB after the byte, then it closes its end and lives on; `|| exit 7` if the write failed (SIGPIPE, EPIPE)
+    const w = writer(f, 'exec 3>"$F"; printf 0 >&3; head -c 4194304 /dev/zero >&3 || exit 7; exec 3>&-; exec sleep 5');
+    const t0 = performance.now();
+    const outcome = await execFifoHandshake(f, { isInitAlive: w.alive, commitWaitMs: 5000 });
+    const took = performance.now() - t0;
+    expect(outcome).toBe("exec");
+    expect(w.alive()).toBe(true);
+    // at most DRAIN_BYTES_PER_TICK per LIVENESS_POLL_MS tick: 4 MiB takes 16 ticks at least
+    const minTicks = (4 * 1024 * 1024) / DRAIN_BYTES_PER_TICK;
+    expect(took).toBeGreaterThanOrEqual((minTicks - 2) * LIVENESS_POLL_MS);
+    expect(took).toBeLessThan(3000);
     expect(fs.existsSync(f)).toBe(false);
   });
 
