@@ -1,6 +1,8 @@
+import path from "node:path";
 import { Command, CommanderError, Help, Option } from "commander";
 import {
   createShimClient,
+  parseSignal,
   ShimError,
   type ContainerEntryView,
   type ContainerStateView,
@@ -236,6 +238,67 @@ export function buildProgram(result: { code: number }): Command {
         process.stdout.write(opts.json ? `${JSON.stringify({ id, pid })}\n` : `started ${id} (init pid ${pid})\n`);
       });
     });
+  clientCommand(program, "create", "create a container",
+    "Runs `runc create` through the server, on its state root: the container is made from the bundle and\n" +
+    "waits for `start`. Prints the init pid. stdio paths are opened by the server for the init process\n" +
+    "(a file is created 0600 and appended to, a FIFO opened read-write; omitted: /dev/null).\n\n" +
+    "EXAMPLES:\n  runc-shim create --bundle /containers/c1 c1\n  runc-shim create c1 --bundle . --stdout /var/log/c1.out --stderr /var/log/c1.err", "70s")
+    .requiredOption("-b, --bundle <dir>", "path to the bundle dir (holding config.json), made absolute against the current dir")
+    .option("--stdin <path>", "file or FIFO for the init's stdin")
+    .option("--stdout <path>", "file or FIFO for the init's stdout")
+    .option("--stderr <path>", "file or FIFO for the init's stderr")
+    .action(async (id: string, opts: ClientOptions & { bundle: string; stdin?: string; stdout?: string; stderr?: string }) => {
+      const abs = (p: string | undefined): string | undefined => (p === undefined || p === "" ? p : path.resolve(p));
+      result.code = await runClient(opts, async (client, deadlineMs) => {
+        const pid = await client.create(id, { bundle: path.resolve(opts.bundle), stdin: abs(opts.stdin), stdout: abs(opts.stdout), stderr: abs(opts.stderr) }, { deadlineMs });
+        process.stdout.write(opts.json ? `${JSON.stringify({ id, pid })}\n` : `created ${id} (init pid ${pid})\n`);
+      });
+    });
+
+  clientCommand(program, "kill", "kill sends the specified signal (default: SIGTERM) to the container's init process",
+    "SIGNAL is a name (KILL, SIGKILL, term) or a number (9); --all signals every process of the container's\n" +
+    "cgroup (a paused container stays paused, unlike runc).\n\n" +
+    "EXAMPLES:\n  runc-shim kill c1 KILL\n  runc-shim kill --all c1 9", "10s")
+    .argument("[signal]", "the signal (default SIGTERM)")
+    .option("-a, --all", "send the signal to every process of the container")
+    .action(async (id: string, signal: string | undefined, opts: ClientOptions & { all?: boolean }) => {
+      result.code = await runClient(opts, async (client, deadlineMs) => {
+        let n: number;
+        try {
+          n = parseSignal(signal);
+        } catch (e) {
+          throw new ConfigError((e as Error).message.replace(/^.*?: /, ""));
+        }
+        await client.kill(id, n, { deadlineMs, all: opts.all === true });
+        if (opts.json) process.stdout.write(`${JSON.stringify({ id, signal: n })}\n`);
+      });
+    });
+
+  for (const [verb, summary, example] of [
+    ["pause", "pause suspends all processes inside the container", "runc-shim pause c1"],
+    ["resume", "resumes all processes that have been previously paused", "runc-shim resume c1"],
+  ] as const) {
+    clientCommand(program, verb, summary, `Freezes (pause) or thaws (resume) the container's cgroup through the server.\n\nEXAMPLES:\n  ${example}`, "30s")
+      .action(async (id: string, opts: ClientOptions) => {
+        result.code = await runClient(opts, async (client, deadlineMs) => {
+          await (verb === "pause" ? client.pause(id, { deadlineMs }) : client.resume(id, { deadlineMs }));
+          if (opts.json) process.stdout.write(`${JSON.stringify({ id })}\n`);
+        });
+      });
+  }
+
+  clientCommand(program, "delete", "delete any resources held by the container often used with detached container",
+    "A stopped container is destroyed (cgroups, state dir, then its poststop hooks); a created one is killed\n" +
+    "first; a running or paused one only with --force. Prints nothing (--json: the init pid it had).\n\n" +
+    "EXAMPLES:\n  runc-shim delete c1\n  runc-shim delete --force c1", "30s")
+    .option("-f, --force", "forcibly deletes the container if it is still running (uses SIGKILL)")
+    .action(async (id: string, opts: ClientOptions & { force?: boolean }) => {
+      result.code = await runClient(opts, async (client, deadlineMs) => {
+        const pid = await client.delete(id, { deadlineMs, force: opts.force === true });
+        if (opts.json) process.stdout.write(`${JSON.stringify({ id, pid })}\n`);
+      });
+    });
+
   program
     .command("list")
     .summary("lists containers started by runc with the given root")
