@@ -11,6 +11,12 @@ import type { OpContext } from "./context.js";
 import { SIGKILL, sendSignal } from "./signals.js";
 import { waitForInitDeath } from "./wait-dead.js";
 
+/**
+ * `ociVersion` of the state poststop hooks read: runc 1.1.5 sends its own runtime-spec version
+ * (`specs.Version`, `runc --version` prints it as `spec: 1.0.2-dev`), not the bundle's (observed).
+ */
+export const OCI_STATE_VERSION = "1.0.2-dev";
+
 /** How long destroy waits for a detached exec fifo wait of the container to notice its init died, in ms. */
 const DETACHED_END_MS = 1000;
 
@@ -88,7 +94,7 @@ export async function destroy(root: StateRoot, c: LoadedContainer, ctx: OpContex
   if (life.poststop.length > 0) {
     const { bundle, annotations } = splitLabels(c.record.labels);
     const err = await runPoststopHooks(life.poststop, {
-      ociVersion: c.record.ociVersion,
+      ociVersion: OCI_STATE_VERSION,
       id: c.id,
       status: "stopped",
       bundle,
