@@ -1,8 +1,9 @@
 /**
- * The main job, end to end: creates a busybox container with real runc under a
- * temporary state root, serves that root with runc-shim (its own process, on a
- * Unix socket), and through the gRPC client calls State, Start, State, printing
- * each answer. Cleans up everything it made, also on Ctrl-C.
+ * The main job, end to end: serves a temporary state root with runc-shim (its
+ * own process, on a Unix socket) and, through the gRPC client, runs a busybox
+ * container's whole life: Create, State, Start, Pause, Resume, Kill, Delete,
+ * printing each answer and checking after each that `runc state` agrees.
+ * Cleans up everything it made, also on Ctrl-C.
  *
  * Run: npm run demo (as root; installs runc and busybox-static when missing).
  */
@@ -34,9 +35,6 @@ async function main(): Promise<number> {
   });
   try {
     const id = uniqueId("demo");
-    console.log(`$ runc --root ${fx.root} create --bundle ${fx.bundle} ${id}`);
-    fx.create(id);
-
     console.log(`$ runc-shim serve --root ${fx.root} --address ${socket}`);
     server = spawn(process.execPath, [MAIN, "serve", "--root", fx.root, "--address", socket, "--log-level", "warn"], {
       stdio: ["ignore", "inherit", "inherit"],
@@ -48,16 +46,30 @@ async function main(): Promise<number> {
     }
 
     const shim = createShimClient(socket);
+    fx.track(id); // deleted by the cleanup if the demo stops half-way
     try {
-      console.log(`\n-> State(${id})`);
-      console.log(JSON.stringify(await shim.state(id), null, 2));
-      console.log(`\n-> Start(${id})`);
-      console.log(JSON.stringify({ pid: await shim.start(id, { deadlineMs: 10_000 }) }, null, 2));
-      console.log(`\n-> State(${id})`);
-      const after = await shim.state(id);
-      console.log(JSON.stringify(after, null, 2));
-      console.log(`\nrunc agrees: ${fx.state(id).status}`);
-      return after.status === "running" ? 0 : 1;
+      const step = async (label: string, call: () => Promise<unknown>, expected: string | undefined): Promise<void> => {
+        console.log(`\n-> ${label}`);
+        const answer = await call();
+        if (answer !== undefined) console.log(JSON.stringify(answer, null, 2));
+        if (expected === undefined) return;
+        const runc = fx.state(id).status;
+        const ours = (await shim.state(id)).status;
+        console.log(`   State: ${ours}; runc state agrees: ${runc}`);
+        if (ours !== expected || runc !== expected) throw new Error(`expected ${expected}, got ${ours} (runc: ${runc})`);
+      };
+      await step(`Create(${id}, bundle ${fx.bundle})`, async () => ({ pid: await shim.create(id, { bundle: fx.bundle }) }), "created");
+      await step(`State(${id})`, () => shim.state(id), undefined);
+      await step(`Start(${id})`, async () => ({ pid: await shim.start(id, { deadlineMs: 10_000 }) }), "running");
+      await step(`Pause(${id})`, () => shim.pause(id), "paused");
+      await step(`Resume(${id})`, () => shim.resume(id), "running");
+      await step(`Kill(${id}, SIGKILL)`, () => shim.kill(id, "KILL"), "stopped");
+      console.log(`\n-> Delete(${id})`);
+      console.log(JSON.stringify({ pid: await shim.delete(id) }, null, 2));
+      const gone = fx.tryRunc("state", id);
+      console.log(`   runc state agrees it is gone: ${gone.stderr.includes("container does not exist")}`);
+      fx.forget(id);
+      return gone.status !== 0 ? 0 : 1;
     } finally {
       shim.close();
     }

@@ -105,6 +105,11 @@ export class RuncFixture {
     return (JSON.parse(fs.readFileSync(path.join(this.root, id, "state.json"), "utf8")) as { init_process_pid: number }).init_process_pid;
   }
 
+  /** Remember an id made elsewhere (through the shim), so {@link cleanup} deletes it. */
+  track(id: string): void {
+    this.ids.add(id);
+  }
+
   /** Forget an id (after the test deleted it itself). */
   forget(id: string): void {
     this.ids.delete(id);
