@@ -78,7 +78,7 @@ export async function serve(config: ServeConfig): Promise<number> {
     socketPath = socketPathOf(config.address);
     root = prepareStateRoot(config.root);
     running = await startShimServer(
-      { root, socketPath, socketGroup: config.socketGroup, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc },
+      { root, socketPath, socketGroup: config.socketGroup, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc, limits: config.limits },
       log,
     );
   } catch (e) {
