@@ -652,6 +652,7 @@ interface ReflectionReport {
       files: Array<{ name: string; package: string; syntax: string; dependency: string[] }>;
       shimFile: string;
       negativeControl: { rejected: boolean; error: string | null };
+      methods: Record<string, { input: string; output: string; inputFields: Record<string, number>; clientStreaming: boolean; serverStreaming: boolean }>;
     }
   >;
   sameFilesInV1AndV1alpha: boolean;
@@ -670,7 +671,27 @@ interface ReflectionReport {
   };
   stateJson: Record<string, unknown>;
   health: Record<string, { status?: string; code?: string; message?: string }>;
+  lifecycleJson: Record<"killSignal65" | "deleteMissing" | "deleteMissingForce", { response?: Record<string, unknown>; code?: string; message?: string }>;
 }
+
+/** Every method of runcshim.v1.ShimService as reflection must resolve it (request fields by number, from shim.proto). */
+const SHIM_METHODS = {
+  Start: { input: "runcshim.v1.StartRequest", output: "runcshim.v1.StartResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  State: { input: "runcshim.v1.StateRequest", output: "runcshim.v1.StateResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  List: { input: "runcshim.v1.ListRequest", output: "runcshim.v1.ListResponse", inputFields: {}, clientStreaming: false, serverStreaming: false },
+  Watch: { input: "runcshim.v1.WatchRequest", output: "runcshim.v1.WatchResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: true },
+  Create: {
+    input: "runcshim.v1.CreateRequest",
+    output: "runcshim.v1.CreateResponse",
+    inputFields: { id: 1, bundle: 2, terminal: 4, stdin: 5, stdout: 6, stderr: 7 },
+    clientStreaming: false,
+    serverStreaming: false,
+  },
+  Kill: { input: "runcshim.v1.KillRequest", output: "runcshim.v1.KillResponse", inputFields: { id: 1, signal: 3, all: 4 }, clientStreaming: false, serverStreaming: false },
+  Pause: { input: "runcshim.v1.PauseRequest", output: "runcshim.v1.PauseResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  Resume: { input: "runcshim.v1.ResumeRequest", output: "runcshim.v1.ResumeResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  Delete: { input: "runcshim.v1.DeleteRequest", output: "runcshim.v1.DeleteResponse", inputFields: { id: 1, force: 3 }, clientStreaming: false, serverStreaming: false },
+};
 
 describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, from Python", () => {
   let fx: RuncFixture;
@@ -689,9 +710,10 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
     fx?.cleanup();
   });
 
-  it("links the reflected files strictly and calls State and Health from them", async () => {
+  it("links the reflected files strictly, resolves every ShimService method, and calls State, Kill, Delete and Health from them", async () => {
     const id = fx.create();
-    const report = await runPython<ReflectionReport>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--id", id]);
+    const missing = "rs-reflection-no-such";
+    const report = await runPython<ReflectionReport>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--id", id, "--missing-id", missing]);
 
     for (const version of ["v1", "v1alpha"] as const) {
       const r = report.reflection[version];
@@ -707,6 +729,8 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
       expect(r.trail).toContainEqual({ file_by_filename: "google/protobuf/timestamp.proto", served: expect.arrayContaining(["google/protobuf/timestamp.proto"]) });
       // The pool really is strict: shim.proto alone does not link.
       expect(r.negativeControl.rejected).toBe(true);
+      // Every method, the lifecycle ones included, resolves with its request and response types.
+      expect(r.methods, version).toEqual(SHIM_METHODS);
     }
     expect(report.sameFilesInV1AndV1alpha).toBe(true);
     expect(report.descriptor).toEqual({
@@ -735,6 +759,14 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
     const { created, ...rest } = report.stateJson;
     expect(rest).toEqual({ id, bundle: view.bundle, pid: view.pid, status: "CONTAINER_STATUS_CREATED", rootfs: view.rootfs, ociVersion: view.ociVersion });
     expect(parseRfc3339(created as string)).toEqual({ seconds: view.createdSeconds, nanos: view.createdNanos });
+
+    // JSON bodies through the reflected KillRequest/DeleteRequest: signal (field 3) and force (field 3) reach the server.
+    expect(report.lifecycleJson).toEqual({
+      killSignal65: { code: "INVALID_ARGUMENT", message: "invalid signal 65: expected 1-64 (0 means SIGTERM)" },
+      deleteMissing: { code: "NOT_FOUND", message: "container does not exist" },
+      deleteMissingForce: { response: { pid: 0 } },
+    });
+    expect(fx.state(id)).toMatchObject({ status: "created", pid: view.pid }); // the refused Kill signalled nothing
 
     expect(report.health[""]).toEqual({ status: "SERVING" });
     expect(report.health["runcshim.v1.ShimService"]).toEqual({ status: "SERVING" });
