@@ -502,6 +502,8 @@ describe.skipIf(SKIP)("Python client interop: Create, Kill, Pause, Resume, Delet
     const tsKill = await tsCalls(shim, [{ rpc: "Kill", id: byTs, request: { signal: 9 } }]);
     expect(pyKill).toEqual([{ rpc: "Kill", id: byPython, ok: true, response: {} }]);
     expect(tsKill).toEqual([{ rpc: "Kill", id: byTs, ok: true, response: {} }]);
+    // Kill waits at most 100 ms for the init to die; a loaded machine may take longer to tear its pid namespace down.
+    await waitFor(() => fx.state(byPython).status === "stopped" && fx.state(byTs).status === "stopped", 5000, "runc to see both stopped");
     for (const id of [byPython, byTs]) expect(fx.state(id)).toMatchObject({ status: "stopped", pid: 0 });
 
     const dead = await bothAgree(target, shim, [
