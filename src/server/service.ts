@@ -86,6 +86,32 @@ export function toContainerError(e: unknown, log: Logger, containerId: string): 
   return { code: BUG_ROW.reason, message: INTERNAL_MESSAGE };
 }
 
+/**
+ * Most bytes one List entry may take (about: ids, paths and annotations). A
+ * larger state (a container with many or long annotations, up to the label
+ * bounds of state.json) is still answered by State; in List its entry carries
+ * an error instead, so one such container cannot push the answer past a
+ * client's 4 MiB receive limit.
+ */
+export const MAX_LIST_ENTRY_BYTES = 64 * 1024;
+
+/** An entry whose state is larger than {@link MAX_LIST_ENTRY_BYTES} becomes an entry with a SystemError saying so. */
+export function boundListEntry(e: ContainerEntry): ContainerEntry {
+  const s = e.state;
+  if (s === undefined) return e;
+  let bytes = s.id.length + s.bundle.length + s.rootfs.length + s.ociVersion.length + s.owner.length + 64;
+  for (const k in s.annotations) bytes += k.length + (s.annotations[k]?.length ?? 0) + 4;
+  if (bytes <= MAX_LIST_ENTRY_BYTES) return e;
+  return {
+    id: e.id,
+    error: new RuntimeError(
+      "SystemError",
+      `the state of container ${e.id} takes about ${bytes} bytes, more than the ${MAX_LIST_ENTRY_BYTES} bytes a List entry may take; ask State for it`,
+      { containerId: e.id },
+    ),
+  };
+}
+
 /** Converts a domain container entry to the `ContainerEntry` message. */
 export function toWireEntry(e: ContainerEntry, log: Logger): WireEntry {
   return e.state !== undefined
@@ -230,7 +256,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
     ),
     list: unary<ListRequest, ListResponse>(
       { connections, rpc: "List", log, tracker, containerIdOf: () => "" },
-      async (_req, ctx) => ({ containers: (await listContainersYielding(root)).map((e) => toWireEntry(e, ctx.log)) }),
+      async (_req, ctx) => ({ containers: (await listContainersYielding(root)).map((e) => toWireEntry(boundListEntry(e), ctx.log)) }),
     ),
     watch: serverStream<WatchRequest, WatchResponse>(
       { connections, rpc: "Watch", log, containerIdOf: (r) => r.id },
