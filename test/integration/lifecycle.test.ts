@@ -126,10 +126,12 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
       await expectJudged(fx, shim, id, after);
     });
 
-    it("a created container that is paused resumes to created", async () => {
+    it("a created container that is paused: Delete refuses without force, Resume makes it created again", async () => {
       const id = await makeIn(fx, shim, "created");
       await shim.pause(id);
       await expectJudged(fx, shim, id, "paused");
+      const e = await failure(shim.delete(id));
+      expect([e.codeName, e.details, e.reason]).toEqual(["FAILED_PRECONDITION", `cannot delete container ${id} that is not stopped: paused`, "CONTAINER_NOT_STOPPED"]);
       await shim.resume(id);
       await expectJudged(fx, shim, id, "created");
     });
@@ -197,6 +199,18 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
       await expectJudged(fx, shim, id, "stopped");
     });
 
+    it("--all TERM to a running container signals every process and leaves it thawed", async () => {
+      const out = path.join(fx.dir, `${uniqueId("out")}.txt`);
+      const id = fx.track(uniqueId("rs-lk"));
+      await shim.create(id, { bundle: trapBundle, stdout: out });
+      await shim.start(id);
+      await shim.kill(id, "TERM", { all: true });
+      expect(fx.freezerState(id)).toBe("THAWED");
+      await waitFor(() => fx.judge(id) === "stopped", 5000, "the trapping init to exit on SIGTERM");
+      expect(fs.readFileSync(out, "utf8")).toBe("got-term\n");
+      await expectJudged(fx, shim, id, "stopped");
+    });
+
     it("--all of a stopped container whose cgroup is still there answers OK, as runc", async () => {
       const id = await makeIn(fx, shim, "stopped");
       await shim.kill(id, "KILL", { all: true });
@@ -231,14 +245,19 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
       }
     });
 
-    it.each(["created", "running", "paused", "stopped"] as const)("of a %s container (force) leaves no state dir, cgroup dir or process", async (from) => {
+    it.each([
+      ["created", false],
+      ["running", true],
+      ["paused", true],
+      ["stopped", false],
+    ] as const)("of a %s container (force %s) leaves no state dir, cgroup dir or process", async (from, force) => {
       const id = await makeIn(fx, shim, from);
       const pid = fx.initPid(id);
       const cgroups = fx.cgroupPaths(id);
       // v1 hybrid: every controller plus name=systemd and the unified dir.
       expect(cgroups.length).toBeGreaterThan(5);
       for (const dir of cgroups) expect(fs.existsSync(dir)).toBe(true);
-      expect(await shim.delete(id, { force: true })).toBe(pid);
+      expect(await shim.delete(id, { force })).toBe(pid);
       expect(fs.existsSync(path.join(fx.root, id))).toBe(false);
       expect(cgroups.filter((dir) => fs.existsSync(dir))).toEqual([]);
       expect(isGoneOrZombie(pid)).toBe(true);
