@@ -72,6 +72,14 @@ export class LifeFixture extends RuncFixture {
     for (const id of this.shimIds) {
       spawnSync("runc", ["--root", this.root, "resume", id], { stdio: "ignore" });
       spawnSync("runc", ["--root", this.root, "delete", "-f", id], { stdio: "ignore", timeout: 30_000 });
+      // Empty cgroup dirs a failed test leaked (rmdir removes only empty cgroups).
+      for (const dir of cgroupDirsNamed(id)) {
+        try {
+          fs.rmdirSync(dir);
+        } catch {
+          // not empty: leave it
+        }
+      }
     }
     this.shimIds.clear();
     this.cleanup();
@@ -91,6 +99,46 @@ export async function expectJudged(fx: LifeFixture, shim: ShimClient, id: string
   } else {
     expect((await shim.state(id)).status).toBe(expected);
   }
+}
+
+/**
+ * Every cgroup dir named `id` in any hierarchy under /sys/fs/cgroup (at most
+ * `depth` levels below a hierarchy's root): what runc made for a container
+ * whose `cgroup_paths` were never recorded.
+ */
+export function cgroupDirsNamed(id: string, depth = 4): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, left: number): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = path.join(dir, e.name);
+      if (e.name === id) found.push(p);
+      else if (left > 0) walk(p, left - 1);
+    }
+  };
+  walk("/sys/fs/cgroup", depth + 1);
+  return found;
+}
+
+/** Pids of live (not zombie) processes whose /proc/PID/cgroup names a cgroup ending in `/id`. */
+export function processesInCgroupNamed(id: string): number[] {
+  const pids: number[] = [];
+  for (const n of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const lines = fs.readFileSync(`/proc/${n}/cgroup`, "utf8").split("\n");
+      if (lines.some((l) => l.endsWith(`/${id}`)) && !isGoneOrZombie(Number(n))) pids.push(Number(n));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
 }
 
 /** A process that no longer runs: gone, or a zombie (pid 1 here does not reap). */

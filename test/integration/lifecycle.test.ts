@@ -9,9 +9,15 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, type ShimClient } from "../../src/client/client.js";
 import { failure, outcome } from "../helpers/calls.js";
-import { expectJudged, isGoneOrZombie, LifeFixture, makeIn, runcMessage, type Judged } from "../helpers/lifecycle.js";
+import { cgroupDirsNamed, expectJudged, isGoneOrZombie, LifeFixture, makeIn, processesInCgroupNamed, runcMessage, type Judged } from "../helpers/lifecycle.js";
 import { makeBundle, skipRunc, uniqueId, waitFor } from "../helpers/runc.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
+
+/** A settled call as `OK` or its code name. */
+const answerOf = async (p: Promise<unknown>): Promise<string> => {
+  const r = await outcome(p);
+  return r.ok ? "OK" : r.e.codeName;
+};
 
 /** An init that exits 7 on SIGTERM, saying so on its stdout first. */
 const TRAP_TERM = ["/bin/sh", "-c", 'trap "echo got-term; exit 7" TERM; while :; do sleep 0.2; done'];
@@ -359,6 +365,25 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
       // The id is free again.
       expect(await shim.create(fx.track(id), { bundle: fx.bundle })).toBe(fx.initPid(id));
       await expectJudged(fx, shim, id, "created");
+    });
+    it("a Create cut short by the client's deadline leaves nothing: no state dir, cgroup dir or process", async () => {
+      // Deadlines from before runc makes the cgroups to after it wrote state.json.
+      for (const ms of [10, 20, 25, 30, 35, 40, 50, 60, 80, 100]) {
+        const id = fx.track(uniqueId("rs-lcd"));
+        const r = await outcome(shim.create(id, { bundle: fx.bundle }, { deadlineMs: ms }));
+        const got = r.ok ? "OK" : r.e.codeName;
+        expect(["OK", "DEADLINE_EXCEEDED"]).toContain(got);
+        if (got === "OK") {
+          await shim.delete(id);
+          continue;
+        }
+        // The server may still be cleaning up after the client gave up: its lock orders this Delete after it.
+        expect(await answerOf(shim.delete(id, { force: true }))).toBe("OK");
+        expect([ms, fx.judge(id)]).toEqual([ms, "absent"]);
+        expect([ms, fs.existsSync(path.join(fx.root, id))]).toEqual([ms, false]);
+        expect([ms, cgroupDirsNamed(id)]).toEqual([ms, []]);
+        expect([ms, processesInCgroupNamed(id)]).toEqual([ms, []]);
+      }
     });
   });
 
