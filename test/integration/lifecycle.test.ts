@@ -205,6 +205,18 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
       await expectJudged(fx, shim, id, "stopped");
     });
 
+    it("--all KILL to a paused container keeps it paused too (frozen, the SIGKILL pending); Resume lets it die", async () => {
+      const id = await makeIn(fx, shim, "paused");
+      const pid = fx.initPid(id);
+      await shim.kill(id, "KILL", { all: true });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fx.freezerState(id)).toBe("FROZEN");
+      await expectJudged(fx, shim, id, "paused");
+      await shim.resume(id);
+      await waitFor(() => isGoneOrZombie(pid), 5000, "the init to die once thawed");
+      await expectJudged(fx, shim, id, "stopped");
+    });
+
     it("--all TERM to a running container signals every process and leaves it thawed", async () => {
       const out = path.join(fx.dir, `${uniqueId("out")}.txt`);
       const id = fx.track(uniqueId("rs-lk"));
@@ -329,6 +341,18 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
       expect(fs.readFileSync(stderr, "utf8")).toBe("err\n");
       await shim.delete(id);
       await expectJudged(fx, shim, id, "absent");
+    });
+
+    it("answers ALREADY_EXISTS for a leftover state dir without state.json (as runc); Delete clears it", async () => {
+      const id = fx.track(uniqueId("rs-lcr"));
+      fs.mkdirSync(path.join(fx.root, id));
+      const e = await failure(shim.create(id, { bundle: fx.bundle }));
+      expect([e.codeName, e.details, e.reason]).toEqual(EXISTS);
+      const rr = fx.tryRunc("create", "--bundle", fx.bundle, id);
+      expect([rr.status, runcMessage(rr.stderr)]).toEqual([1, "runc create failed: container with given ID already exists"]);
+      expect((await failure(shim.delete(id))).codeName).toBe("NOT_FOUND");
+      expect(await shim.create(id, { bundle: fx.bundle })).toBe(fx.initPid(id));
+      await expectJudged(fx, shim, id, "created");
     });
 
     it("answers INVALID_ARGUMENT for a missing bundle, and creates nothing", async () => {
