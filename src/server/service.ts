@@ -223,7 +223,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
     create: unary<CreateRequest, CreateResponse>(
       {
         connections, rpc: "Create", log, tracker, containerIdOf: (r) => r.id, cancellable: true,
-        waitingFor: "runc create finished; runc was killed and what it left removed",
+        waitingFor: "runc create finished; what it created was removed",
       },
       async (req, ctx) => ({
         pid: await createContainer(root, req.id, req, { signal: ctx.signal, warn: warnTo(ctx), runc: opts.runc ?? "runc", timeoutMs: createTimeoutMs }),
