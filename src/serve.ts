@@ -3,11 +3,14 @@ import v8 from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EXIT, type ServeConfig } from "./config.js";
-import { createLogger } from "./log.js";
+import { createLogger, type BoundedLogDestination } from "./log.js";
 import { RuntimeError } from "./runtime/errors.js";
 import { prepareStateRoot } from "./runtime/container.js";
 import { startShimServer, type RunningServer } from "./server/server.js";
 import { SocketAddressError, socketPathOf } from "./server/socket.js";
+
+/** How long a shutdown waits for queued log lines to reach a slow stderr reader, in ms. */
+const LOG_FLUSH_MS = 200;
 
 /**
  * `runc-shim serve`: prepares the state root, serves it on the socket until
@@ -18,8 +21,9 @@ import { SocketAddressError, socketPathOf } from "./server/socket.js";
  */
 export async function serve(config: ServeConfig): Promise<number> {
   let log: Logger;
+  let logDestination: BoundedLogDestination;
   try {
-    log = createLogger(config.logLevel, config.logFormat);
+    ({ log, destination: logDestination } = createLogger(config.logLevel, config.logFormat));
   } catch (e) {
     process.stderr.write(`runc-shim: ${(e as Error).message}\n`);
     return EXIT.USAGE;
@@ -46,8 +50,10 @@ export async function serve(config: ServeConfig): Promise<number> {
   };
   const beginShutdown = (server: RunningServer): void => {
     log.info({ timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
-    void server.shutdown(config.shutdownTimeoutMs).then((graceful) => {
+    void server.shutdown(config.shutdownTimeoutMs).then(async (graceful) => {
       log.info({ graceful }, graceful ? "shut down" : "shutdown timed out; calls in flight were cancelled");
+      // Give a slow stderr reader a moment for the last lines; a stuck one cannot hold up the exit.
+      await logDestination.flush(LOG_FLUSH_MS);
       stop(EXIT.OK);
     });
   };
