@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-import { runCli } from "./cli.js";
+// First, before any other module is loaded: signal dispositions (no inspector on SIGUSR1).
+// The CLI is imported dynamically below so that no module of it is loaded or run before this.
+import "./signals.js";
 
+const { runCli } = await import("./cli.js");
 const code = await runCli(process.argv.slice(2));
 process.exitCode = code;
 // The server has flushed its log (for a bounded time) before it returns. After one turn of the

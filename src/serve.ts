@@ -8,13 +8,17 @@ import { RuntimeError } from "./runtime/errors.js";
 import { prepareStateRoot } from "./runtime/container.js";
 import { startShimServer, type RunningServer } from "./server/server.js";
 import { SocketAddressError, socketPathOf } from "./server/socket.js";
+import { closedEarlyInspector, handleSignals, holdSignals, IGNORED_SIGNALS, SHUTDOWN_SIGNALS } from "./signals.js";
 
 /** How long a shutdown waits for queued log lines to reach a slow stderr reader, in ms. */
 const LOG_FLUSH_MS = 200;
 
 /**
  * `runc-shim serve`: prepares the state root, serves it on the socket until
- * SIGTERM or SIGINT, then shuts down gracefully (a second signal forces).
+ * SIGTERM, SIGINT or SIGQUIT, then shuts down gracefully (a second signal
+ * forces). SIGHUP, SIGUSR1 and SIGUSR2 are logged (`signal ignored`) and
+ * otherwise ignored. The signals are held from the first line of `main.ts`
+ * (`signals.ts`); one that arrived while starting is acted on here.
  *
  * @returns the exit code once the server has stopped: 0 after a shutdown on a
  *   signal, 2 for an unusable state root or socket address, 1 for any other failure
@@ -43,11 +47,7 @@ export async function serve(config: ServeConfig): Promise<number> {
   let signals = 0;
   let resolveExit!: (code: number) => void;
   const exit = new Promise<number>((resolve) => (resolveExit = resolve));
-  const stop = (code: number): void => {
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
-    resolveExit(code);
-  };
+  const stop = (code: number): void => resolveExit(code); // the first call wins
   const beginShutdown = (server: RunningServer): void => {
     log.info({ timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
     void server.shutdown(config.shutdownTimeoutMs).then(async (graceful) => {
@@ -58,6 +58,10 @@ export async function serve(config: ServeConfig): Promise<number> {
     });
   };
   function onSignal(signal: NodeJS.Signals): void {
+    if ((IGNORED_SIGNALS as readonly string[]).includes(signal)) {
+      log.info({ signal }, "signal ignored");
+      return;
+    }
     signals++;
     log.info({ signal }, "signal");
     if (running === undefined) return; // still starting: acted on once the server is up
@@ -73,8 +77,9 @@ export async function serve(config: ServeConfig): Promise<number> {
     running?.forceShutdown();
     stop(EXIT.FAILURE);
   };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  holdSignals([...IGNORED_SIGNALS, ...SHUTDOWN_SIGNALS]); // already held when started through main.ts
+  handleSignals(onSignal);
+  if (closedEarlyInspector) log.warn("closed the inspector a SIGUSR1 opened while Node was starting");
   process.on("uncaughtException", onFatal);
   process.on("unhandledRejection", onFatal);
 
