@@ -22,7 +22,8 @@ export const DRAIN_CHUNK_BYTES = 64 * 1024;
 // One reusable buffer for what is drained (and thrown away): the reads are synchronous, so it is never shared.
 const DRAIN_BUFFER = Buffer.allocUnsafe(DRAIN_CHUNK_BYTES);
 // Before the byte the event loop reads into this: one read of any length > 0 is the byte.
-const BYTE_BUFFER = Buffer.allocUnsafe(16);
+// The event loop's reads land in one shared buffer: only their sizes are used, synchronously.
+const READ_BUFFER = Buffer.allocUnsafe(DRAIN_CHUNK_BYTES);
 
 /** What {@link execFifoHandshake} needs besides the fifo path. */
 export interface HandshakeOptions {
@@ -121,7 +122,7 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     fd,
     readable: true,
     writable: false,
-    onread: { buffer: BYTE_BUFFER, callback: (bytes: number) => onRead(bytes) },
+    onread: { buffer: READ_BUFFER, callback: (bytes: number) => onRead(bytes) },
   };
   try {
     sock = new net.Socket(sockOpts);
@@ -169,8 +170,6 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     const commit = (): void => {
       if (committed) return;
       committed = true;
-      // Stop reading on the event loop: from now on the poll drains the fifo at a bounded rate (see drain).
-      sock.pause();
       try {
         if (pathIsOurs()) fs.unlinkSync(fifoPath);
       } catch (e) {
@@ -261,6 +260,12 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     let writerGoneTicks = 0;
     const poll = setInterval(() => {
       if (committed) {
+        // A new tick, a new budget for the event loop's reads (see onRead).
+        readThisTick = 0;
+        if (paused) {
+          paused = false;
+          sock.resume();
+        }
         if (drain() === "eof") finish("exec");
         else if (!opts.isInitAlive()) finish("exited");
         return;
@@ -288,9 +293,21 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
       if (!pathIsOurs()) finish(alreadyRunning());
     }, LIVENESS_POLL_MS);
 
+    // The event loop keeps reading after the byte, so end of file (the init's exec) is seen the
+    // moment it comes; an init that keeps writing is read at most DRAIN_BYTES_PER_TICK per tick,
+    // then reading pauses until the next tick of the poll.
+    let readThisTick = 0;
+    let paused = false;
     onRead = (n) => {
-      if (n > 0) commit();
-      return !committed; // false: stop reading (commit has already paused the socket)
+      if (n <= 0) return true;
+      if (!committed) {
+        commit();
+        return true;
+      }
+      readThisTick += n;
+      if (readThisTick < DRAIN_BYTES_PER_TICK) return true;
+      paused = true;
+      return false; // pauses the socket; the poll resumes it
     };
     sock.on("end", () => {
       ended = true;
