@@ -200,8 +200,10 @@ export function buildProgram(result: { code: number }): Command {
     .description(
       "serve a state root over gRPC on a Unix socket\n" +
         "Serves runcshim.v1.ShimService, grpc.health.v1.Health and server reflection (v1, v1alpha).\n" +
-        "SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused, calls in flight finish\n" +
+        "SIGTERM, SIGINT or SIGQUIT: health goes NOT_SERVING, new calls are refused, calls in flight finish\n" +
         "(at most --shutdown-timeout), the socket is removed, exit 0. A second signal forces.\n" +
+        "SIGHUP, SIGUSR1, SIGUSR2: logged and ignored (SIGUSR1 never opens an inspector).\n" +
+        "Logging never blocks: past 1 MiB waiting for a slow stderr reader, lines are dropped and counted.\n" +
         "Exit codes: 0 clean, 1 runtime failure, 2 bad usage or configuration.",
     )
     .option("--root <dir>", "the runc state root to serve (created 0700 when missing)", DEFAULT_ROOT)

@@ -94,13 +94,131 @@ function parseFirstJsonValue(text: string): unknown {
   }
 }
 
+/** Go integer types of state.json fields: `int` (int64 on Linux amd64/arm64) and `uint64`. */
+type GoIntType = "int" | "uint64";
+
+const INT_RANGE: Record<GoIntType, string> = {
+  int: "an integer from -9223372036854775808 to 9223372036854775807 (Go int)",
+  uint64: "an integer from 0 to 18446744073709551615 (Go uint64)",
+};
+const INT_LITERAL = /^-?(?:0|[1-9][0-9]*)$/;
+const UINT_LITERAL = /^(?:0|[1-9][0-9]*)$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * Whether a JSON number literal decodes into a Go integer type, as
+ * `encoding/json` decides it (`strconv.ParseInt(s, 10, 64)` /
+ * `ParseUint`): an integer literal — no fraction, no exponent (`5374.0` and
+ * `1e3` are rejected), no `-` for uint64 — within the type's range.
+ */
+export function isGoInteger(literal: string, type: GoIntType): boolean {
+  if (!(type === "int" ? INT_LITERAL : UINT_LITERAL).test(literal)) return false;
+  if (literal.length < 18) return true; // |n| < 10^17: in range of both
+  const n = BigInt(literal);
+  return type === "int" ? n >= INT64_MIN && n <= INT64_MAX : n <= UINT64_MAX;
+}
+
+/** The integer fields of state.json whose literals are checked. */
+const INTEGER_FIELDS: ReadonlySet<string> = new Set(["init_process_pid", "init_process_start"]);
+const NUMBER_AT = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+
+/**
+ * The fast path of {@link topLevelNumberLiterals} for a `key` the top-level
+ * object has (JSON.parse found it): when the text has no `\u` escape, that
+ * member is written `"key"` literally; when `"key"` occurs exactly once in the
+ * text, that occurrence is it. Two native `indexOf` scans, no JavaScript loop.
+ *
+ * @returns the literal after it, or `undefined` when the fast path cannot decide
+ */
+function numberLiteralsOf(text: string, key: string): string[] | undefined {
+  if (text.includes("\\u")) return undefined;
+  const needle = `"${key}"`;
+  const at = text.indexOf(needle);
+  if (at === -1 || text.indexOf(needle, at + needle.length) !== -1) return undefined;
+  let i = at + needle.length;
+  for (let c = text.charCodeAt(i); c === 32 || c === 10 || c === 13 || c === 9 || c === 58; c = text.charCodeAt(++i)); // ws ':' ws
+  NUMBER_AT.lastIndex = i;
+  const m = NUMBER_AT.exec(text);
+  return m === null ? undefined : [m[0]];
+}
+
+/**
+ * The number literals, as written, of the members of the top-level object of
+ * `text` whose (unescaped) name is in `keys`, every occurrence in order
+ * (duplicates included: Go decodes each one and reports the first error).
+ * A light scanner: it finds the end of strings with `indexOf` and skips
+ * nested values by depth; it expects `text` to start with a JSON object that
+ * `JSON.parse` accepted.
+ *
+ * @returns name → literals; names without a number value are absent
+ */
+export function topLevelNumberLiterals(text: string, keys: ReadonlySet<string>): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  const n = text.length;
+  let i = text.indexOf("{") + 1;
+  if (i === 0) return found;
+  /** Index just past the closing quote of the string opening at `at`. */
+  const stringEnd = (at: number): number => {
+    let j = at + 1;
+    for (;;) {
+      const q = text.indexOf('"', j);
+      if (q === -1) return n;
+      let bs = 0;
+      for (let k = q - 1; text.charCodeAt(k) === 92; k--) bs++; // backslashes before the quote
+      if (bs % 2 === 0) return q + 1;
+      j = q + 1;
+    }
+  };
+  const skipWs = (): void => {
+    for (let c = text.charCodeAt(i); c === 32 || c === 10 || c === 13 || c === 9; c = text.charCodeAt(++i));
+  };
+  while (i < n) {
+    skipWs();
+    if (text.charCodeAt(i) !== 34) break; // '}' (or not an object member): done
+    const keyEnd = stringEnd(i);
+    const rawKey = text.slice(i + 1, keyEnd - 1);
+    const key = rawKey.includes("\\") ? (JSON.parse(text.slice(i, keyEnd)) as string) : rawKey;
+    i = keyEnd;
+    skipWs();
+    i++; // ':'
+    skipWs();
+    if (keys.has(key)) {
+      NUMBER_AT.lastIndex = i;
+      const m = NUMBER_AT.exec(text);
+      if (m !== null) {
+        const list = found.get(key);
+        if (list === undefined) found.set(key, [m[0]]);
+        else list.push(m[0]);
+        i += m[0].length;
+      }
+    }
+    // Skip the rest of the value, up to the ',' or '}' that ends it at depth 0.
+    let depth = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 34) i = stringEnd(i) - 1;
+      else if (c === 123 || c === 91) depth++;
+      else if (c === 125 || c === 93) {
+        if (depth === 0) return found; // the top-level object's '}'
+        depth--;
+      } else if (c === 44 && depth === 0) break;
+    }
+    i++; // past ','
+  }
+  return found;
+}
+
 /**
  * Validates the bytes of a state.json into a {@link ContainerStateRecord}.
  *
  * Rules (runc 1.1.5 `loadState` + Go's JSON decoding, and the project's own
  * decisions): the first JSON value must be an object (`null` is rejected where
- * runc panics); `init_process_pid` an integer; `init_process_start` a
- * non-negative integer; `created` an RFC 3339 string; `config` an object with a
+ * runc panics); `init_process_pid` an integer literal within Go's int
+ * (int64), `init_process_start` one within uint64 — no fraction or exponent,
+ * as Go's `encoding/json` requires (`5374.0`, `1e3`, `1e400` are rejected,
+ * with the literal as written in the message); `created` an RFC 3339 string; `config` an object with a
  * `cgroups` object (runc: `cgroups/manager.New: config must not be nil`);
  * `config.labels` an array of strings; `config.rootfs` and `config.version`
  * strings; `cgroup_paths` an object of strings. Absent fields take Go's zero
@@ -127,17 +245,23 @@ export function parseStateFile(file: string, bytes: Uint8Array): ContainerStateR
   }
   const state = doc as Record<string, unknown>;
 
-  const integer = (key: string, min: number): number => {
+  const integer = (key: string, type: GoIntType): number => {
     const v = state[key];
     if (v === undefined || v === null) return 0;
-    // Any integer (Go decodes 2^63-1 into int; beyond 2^53 it is no live pid or start time anyway).
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-      fail(`field ${key} must be ${min === 0 ? "a non-negative" : "an"} integer, got ${typeName(v)} ${JSON.stringify(v)}`);
+    if (typeof v !== "number") return fail(`field ${key} must be ${INT_RANGE[type]}, got ${typeName(v)} ${JSON.stringify(v).slice(0, 40)}`);
+    // JSON.parse has rounded the number: judge the literal as written, as Go's decoder does.
+    const written = numberLiteralsOf(text, key) ?? (literals ??= topLevelNumberLiterals(text, INTEGER_FIELDS)).get(key) ?? [];
+    if (written.length === 0) return fail(`field ${key}: cannot find the number in the text`); // unreachable for valid JSON
+    for (const raw of written) {
+      if (!isGoInteger(raw, type)) {
+        fail(`field ${key} must be ${INT_RANGE[type]}, got number ${raw.length > 40 ? `${raw.slice(0, 40)}...` : raw}`);
+      }
     }
-    return v as number;
+    return v; // beyond 2^53 rounded, but no live pid or start time is that large
   };
-  const initProcessPid = integer("init_process_pid", -Infinity);
-  const initProcessStart = integer("init_process_start", 0);
+  let literals: Map<string, string[]> | undefined;
+  const initProcessPid = integer("init_process_pid", "int");
+  const initProcessStart = integer("init_process_start", "uint64");
 
   let created = ZERO_TIME;
   if (state.created !== undefined && state.created !== null) {

@@ -33,8 +33,65 @@ describe("state.json parsing", () => {
     expect(parseRfc3339("2026-11-29T15:23:59.1234567891Z")?.nanos).toBe(123456789); // Go truncates past 9 digits
   });
 
-  it("accepts integers beyond 2^53 as Go's int and uint64 do (no live pid has them)", () => {
-    expect(parse(minimal({ init_process_pid: 2 ** 63 - 1, init_process_start: 2 ** 64 - 1 })).initProcessPid).toBe(2 ** 63 - 1);
+  it("accepts integers beyond 2^53 up to the ends of Go's int and uint64 (no live pid has them)", () => {
+    const r = parse(`{"config":{"cgroups":{}},"init_process_pid":9223372036854775807,"init_process_start":18446744073709551615}`);
+    expect(r.initProcessPid).toBe(2 ** 63); // rounded by JavaScript, accepted as Go accepts it
+    expect(r.initProcessStart).toBe(2 ** 64);
+    expect(parse(`{"config":{"cgroups":{}},"init_process_pid":-9223372036854775808}`).initProcessPid).toBe(-(2 ** 63));
+    expect(parse(`{"config":{"cgroups":{}},"init_process_pid":-0,"init_process_start":0}`)).toMatchObject({ initProcessPid: -0, initProcessStart: 0 });
+  });
+
+  const PID_RANGE = "an integer from -9223372036854775808 to 9223372036854775807 (Go int)";
+  const START_RANGE = "an integer from 0 to 18446744073709551615 (Go uint64)";
+  const withPid = (literal: string): string => `{"config":{"cgroups":{}},"init_process_pid":${literal}}`;
+  const withStart = (literal: string): string => `{"config":{"cgroups":{}},"init_process_start":${literal}}`;
+
+  // Go 1.20 encoding/json into runc 1.1.5's State: each of these is
+  // "json: cannot unmarshal number <literal> into Go struct field State.init_process_pid of type int"
+  // (or ...init_process_start of type uint64).
+  it.each([
+    ["1e400 (out of float range; JSON.parse makes it Infinity)", withPid("1e400"), `field init_process_pid must be ${PID_RANGE}, got number 1e400`],
+    ["5374.0 (a fraction, even zero)", withPid("5374.0"), `field init_process_pid must be ${PID_RANGE}, got number 5374.0`],
+    ["5374e0 (an exponent)", withPid("5374e0"), `field init_process_pid must be ${PID_RANGE}, got number 5374e0`],
+    ["1E3", withPid("1E3"), `field init_process_pid must be ${PID_RANGE}, got number 1E3`],
+    ["-0.0", withPid("-0.0"), `field init_process_pid must be ${PID_RANGE}, got number -0.0`],
+    ["2^63 (past int64)", withPid("9223372036854775808"), `field init_process_pid must be ${PID_RANGE}, got number 9223372036854775808`],
+    ["-2^63-1", withPid("-9223372036854775809"), `field init_process_pid must be ${PID_RANGE}, got number -9223372036854775809`],
+    ["start 2^64 (past uint64)", withStart("18446744073709551616"), `field init_process_start must be ${START_RANGE}, got number 18446744073709551616`],
+    ["start -1", withStart("-1"), `field init_process_start must be ${START_RANGE}, got number -1`],
+    ["start -0 (ParseUint refuses the sign)", withStart("-0"), `field init_process_start must be ${START_RANGE}, got number -0`],
+    ["start 12.5", withStart("12.5"), `field init_process_start must be ${START_RANGE}, got number 12.5`],
+    ["a long literal is cut at 40 characters", withPid(`1${"0".repeat(60)}.5`), `field init_process_pid must be ${PID_RANGE}, got number 1${"0".repeat(39)}...`],
+    ["pid as string", withPid('"12"'), `field init_process_pid must be ${PID_RANGE}, got string "12"`],
+    ["pid as bool", withPid("true"), `field init_process_pid must be ${PID_RANGE}, got boolean true`],
+    ["a bad duplicate before a good one (Go reports the first error)", `{"config":{"cgroups":{}},"init_process_pid":1.0,"init_process_pid":1}`, `field init_process_pid must be ${PID_RANGE}, got number 1.0`],
+    ["a \\u escape elsewhere (Go writes & as \\u0026): the full scan", `{"config":{"cgroups":{},"labels":["a=\\u0026"]},"init_process_pid":5374.0}`, `field init_process_pid must be ${PID_RANGE}, got number 5374.0`],
+    ["an escaped key is the same key", `{"config":{"cgroups":{}},"init\u005fprocess_pid":7.0}`, `field init_process_pid must be ${PID_RANGE}, got number 7.0`],
+  ])("integer fields take only integer literals in range, as Go: %s", (_what, text, message) => {
+    expect(() => parse(text)).toThrow(new RuntimeError("SystemError", `${FILE}: ${message}`));
+    let err: unknown;
+    try {
+      parse(text);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as RuntimeError).message).toBe(`${FILE}: ${message}`);
+  });
+
+  it("judges the top-level member only: same-named keys in nested objects and strings do not count", () => {
+    const text =
+      `{"config":{"cgroups":{},"init_process_pid":1.5,"labels":["init_process_pid=2.5","x\\\"init_process_pid\\\":3.5"]},` +
+      `"cgroup_paths":{"init_process_pid":"4.5"},"nested":[{"init_process_pid":5.5}],"init_process_pid":42,"init_process_start":7}`;
+    expect(parse(text)).toMatchObject({ initProcessPid: 42, initProcessStart: 7 });
+    expect(() => parse(text.replace('"init_process_pid":42', '"init_process_pid":42.0'))).toThrow(
+      `${FILE}: field init_process_pid must be ${PID_RANGE}, got number 42.0`,
+    );
+  });
+
+  it("the fixture's integers are read from their literals", () => {
+    const raw = JSON.parse(fixtureText) as Record<string, number>;
+    const r = parse(`${fixtureText}\n{"init_process_pid":1.5}`); // a second value after the first is ignored, as runc does
+    expect([r.initProcessPid, r.initProcessStart]).toEqual([raw.init_process_pid, raw.init_process_start]);
   });
 
   it("takes Go's zero values for absent fields and ignores trailing data after the first value", () => {
