@@ -317,8 +317,21 @@ interface ReflectionReport {
       files: Array<{ name: string; package: string; syntax: string; dependency: string[] }>;
       shimFile: string;
       negativeControl: { rejected: boolean; error: string | null };
+      rpc: {
+        trail: Array<{ file_containing_symbol?: string; file_by_filename?: string; served: string[] }>;
+        files: Array<{ name: string; package: string; syntax: string; dependency: string[] }>;
+        errorInfoFile: string;
+        errorInfoFields: string[];
+      };
     }
   >;
+  errorDetails: {
+    code: string;
+    message: string;
+    trailers: number;
+    status?: { code: number; message: string };
+    details?: Array<{ typeUrl: string; resolvedFrom: string; json: Record<string, unknown> }>;
+  };
   sameFilesInV1AndV1alpha: boolean;
   descriptor: { createdType: string | null; createdTypeFile: string | null; statusType: string; annotationsIsMap: boolean };
   state: {
@@ -356,7 +369,8 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
 
   it("links the reflected files strictly and calls State and Health from them", async () => {
     const id = fx.create();
-    const report = await runPython<ReflectionReport>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--id", id]);
+    const missing = "rs-reflection-missing";
+    const report = await runPython<ReflectionReport>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--id", id, "--missing-id", missing]);
 
     for (const version of ["v1", "v1alpha"] as const) {
       const r = report.reflection[version];
@@ -372,7 +386,39 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
       expect(r.trail).toContainEqual({ file_by_filename: "google/protobuf/timestamp.proto", served: expect.arrayContaining(["google/protobuf/timestamp.proto"]) });
       // The pool really is strict: shim.proto alone does not link.
       expect(r.negativeControl.rejected).toBe(true);
+
+      // The richer error model's files are served although no service names them (grpcurl decodes
+      // ErrorInfo only then): found by symbol, their imports by file name, linked strictly.
+      expect(r.rpc.errorInfoFile).toBe("google/rpc/error_details.proto");
+      expect(r.rpc.errorInfoFields).toEqual(["reason", "domain", "metadata"]);
+      expect(r.rpc.trail.slice(0, 2)).toEqual([
+        { file_containing_symbol: "google.rpc.Status", served: expect.arrayContaining(["google/rpc/status.proto"]) },
+        { file_containing_symbol: "google.rpc.ErrorInfo", served: expect.arrayContaining(["google/rpc/error_details.proto"]) },
+      ]);
+      expect(r.rpc.trail).toContainEqual({ file_by_filename: "google/protobuf/any.proto", served: expect.arrayContaining(["google/protobuf/any.proto"]) });
+      expect(r.rpc.trail).toContainEqual({ file_by_filename: "google/protobuf/duration.proto", served: expect.arrayContaining(["google/protobuf/duration.proto"]) });
+      expect(r.rpc.files.map((f) => [f.name, f.dependency])).toEqual(
+        expect.arrayContaining([
+          ["google/rpc/status.proto", ["google/protobuf/any.proto"]],
+          ["google/rpc/error_details.proto", ["google/protobuf/duration.proto"]],
+        ]),
+      );
     }
+    // A real error (State of a missing id): its grpc-status-details-bin decoded with the reflected
+    // google.rpc.Status, its detail with the ErrorInfo resolved from the type URL, as grpcurl prints it.
+    expect(report.errorDetails).toEqual({
+      code: "NOT_FOUND",
+      message: "container does not exist",
+      trailers: 1,
+      status: { code: 5, message: "container does not exist" },
+      details: [
+        {
+          typeUrl: "type.googleapis.com/google.rpc.ErrorInfo",
+          resolvedFrom: "google/rpc/error_details.proto",
+          json: { reason: "CONTAINER_NOT_EXISTS", domain: "runc-shim", metadata: { container_id: missing } },
+        },
+      ],
+    });
     expect(report.sameFilesInV1AndV1alpha).toBe(true);
     expect(report.descriptor).toEqual({
       createdType: "google.protobuf.Timestamp",

@@ -11,12 +11,20 @@ With message classes built from that pool (message_factory) it then calls
 State with a generic unary call (a message built in code, and a JSON body
 parsed with json_format as `grpcurl -d` does) and grpc.health.v1.Health/Check.
 
+Error details, as grpcurl prints them: it resolves google.rpc.Status and
+google.rpc.ErrorInfo by file_containing_symbol (and their dependencies by
+file_by_filename) into another fresh strict pool, makes a real failing call
+(State of --missing-id), decodes the call's `grpc-status-details-bin` trailer
+with the reflected google.rpc.Status, and each detail (a google.protobuf.Any)
+with the message its type URL names, looked up through reflection again and
+printed as proto3 JSON. Nothing of google.rpc is compiled in.
+
 The reflection request/response classes themselves are built at run time from
 the reflection protos that the npm package @grpc/reflection ships
 (node_modules/@grpc/reflection/build/proto), compiled with grpc_tools.protoc
 into a descriptor set in a temporary directory and loaded into a private pool.
 
-Usage: /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --id CONTAINER_ID
+Usage: /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --id CONTAINER_ID [--missing-id ID]
 
 Prints one JSON document on stdout (see the `report` keys in main()). Exit
 codes: 0 done (the caller asserts on the report), 1 a strictness check failed
@@ -41,6 +49,9 @@ REFLECTION_PROTOS = os.path.join(REPO, "node_modules", "@grpc", "reflection", "b
 VERSIONS = ("v1", "v1alpha")
 SHIM_SERVICE = "runcshim.v1.ShimService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
+STATUS_MESSAGE = "google.rpc.Status"
+ERROR_INFO_MESSAGE = "google.rpc.ErrorInfo"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 class StrictError(Exception):
@@ -191,6 +202,38 @@ def describe_files(files, order):
             for n in order]
 
 
+def error_details(channel, path, req_cls, missing_id, pool, client, timeout):
+    """A real failing call, its grpc-status-details-bin decoded with reflected descriptors only.
+
+    google.rpc.Status comes from `pool` (resolved by reflection); each detail's
+    type is resolved through reflection from its type URL (as grpcurl does:
+    file_containing_symbol of the name after the last '/'), linked strictly, and
+    the detail printed as proto3 JSON.
+    """
+    call = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=lambda b: b)
+    try:
+        call(req_cls(id=missing_id), timeout=timeout)
+    except grpc.RpcError as e:
+        trailer = [v for k, v in (e.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY]
+        out = {"code": e.code().name, "message": e.details(), "trailers": len(trailer)}
+        if not trailer:
+            return out
+        status = message_class(pool, STATUS_MESSAGE).FromString(trailer[0])
+        out["status"] = {"code": status.code, "message": status.message}
+        details = []
+        for any_msg in status.details:
+            symbol = any_msg.type_url.rsplit("/", 1)[-1]
+            files, trail = collect_files(client, [symbol])
+            detail_pool, _ = strict_pool(files)
+            detail = message_class(detail_pool, symbol).FromString(any_msg.value)
+            details.append({"typeUrl": any_msg.type_url, "resolvedFrom": trail[0]["served"][0],
+                            "json": json_format.MessageToDict(detail)})
+        out["details"] = details
+        return out
+    raise StrictError(f"State of {missing_id!r} succeeded; expected a failure with error details")
+
+
 def enum_name(msg, field):
     """The name of an enum field's value."""
     fd = msg.DESCRIPTOR.fields_by_name[field]
@@ -203,6 +246,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", required=True, help="gRPC target, e.g. unix:///run/runc-shim/shim.sock")
     p.add_argument("--id", required=True, help="a container id to call State for")
+    p.add_argument("--missing-id", default="rs-reflection-no-such",
+                   help="a container id that does not exist, for the error-details call")
     p.add_argument("--timeout", type=float, default=20.0, help="deadline of each call, seconds")
     args = p.parse_args()
 
@@ -213,6 +258,8 @@ def main():
         with grpc.insecure_channel(args.target) as channel:
             per_version = {}
             pools = {}
+            rpc_pools = {}
+            clients = {}
             raw_files = {}
             for version in VERSIONS:
                 client = ReflectionClient(channel, version, classes[version], args.timeout)
@@ -222,12 +269,24 @@ def main():
                 pools[version] = pool
                 raw_files[version] = {n: f.SerializeToString(deterministic=True) for n, f in files.items()}
                 shim_file = pool.FindServiceByName(SHIM_SERVICE).file.name
+                # The richer error model's messages, which no served service names.
+                rpc_files, rpc_trail = collect_files(client, [STATUS_MESSAGE, ERROR_INFO_MESSAGE])
+                rpc_pool, rpc_order = strict_pool(rpc_files)
+                rpc_pools[version] = rpc_pool
+                clients[version] = client
+                error_info = rpc_pool.FindMessageTypeByName(ERROR_INFO_MESSAGE)
                 per_version[version] = {
                     "services": services,
                     "trail": trail,
                     "files": describe_files(files, order),
                     "shimFile": shim_file,
                     "negativeControl": negative_control(files, shim_file),
+                    "rpc": {
+                        "trail": rpc_trail,
+                        "files": describe_files(rpc_files, rpc_order),
+                        "errorInfoFile": error_info.file.name,
+                        "errorInfoFields": [f.name for f in error_info.fields],
+                    },
                 }
             report["reflection"] = per_version
             report["sameFilesInV1AndV1alpha"] = raw_files["v1"] == raw_files["v1alpha"]
@@ -267,6 +326,9 @@ def main():
             body = json.dumps({"id": args.id})
             reply = raw(json_format.Parse(body, req_cls()).SerializeToString(), timeout=args.timeout)
             report["stateJson"] = json.loads(json_format.MessageToJson(resp_cls.FromString(reply)))
+
+            report["errorDetails"] = error_details(channel, path, req_cls, args.missing_id, rpc_pools["v1"],
+                                                   clients["v1"], args.timeout)
 
             # grpc.health.v1.Health/Check, also from the reflected descriptors.
             hsvc = pool.FindServiceByName(HEALTH_SERVICE)
