@@ -25,6 +25,17 @@ the reflection protos that the npm package @grpc/reflection ships
 into a descriptor set in a temporary directory and loaded into a private pool.
 
 Usage: /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --id CONTAINER_ID [--missing-id ID]
+       /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --calls < calls.json
+
+With --calls it reads a JSON array of grpcurl invocations from stdin —
+{"list": true}, {"describe": SYMBOL} or {"method": "pkg.Service/Method",
+"body": JSON} — and performs each as grpcurl would, from reflection alone:
+`list` lists the services, `describe` resolves the symbol by
+file_containing_symbol and links it strictly, a method call resolves its
+service, parses the body with json_format (unknown fields rejected, as
+grpcurl does) and prints the response as proto3 JSON (a server stream: the
+messages up to the first SYNCED one, then the call is cancelled). Prints
+{"calls": [...]} with one outcome per invocation.
 
 Prints one JSON document on stdout (see the `report` keys in main()). Exit
 codes: 0 done (the caller asserts on the report), 1 a strictness check failed
@@ -94,6 +105,15 @@ def reflection_classes(tmp):
             message_class(pool, f"grpc.reflection.{v}.ServerReflectionResponse"))
         for v in VERSIONS
     }
+
+
+def reflection_classes_tmp():
+    """reflection_classes() in a temporary directory removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix="runc-shim-reflection-")
+    try:
+        return reflection_classes(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class ReflectionClient:
@@ -234,6 +254,53 @@ def error_details(channel, path, req_cls, missing_id, pool, client, timeout):
     raise StrictError(f"State of {missing_id!r} succeeded; expected a failure with error details")
 
 
+def grpcurl_calls(channel, client, calls, timeout):
+    """Performs grpcurl-like invocations from reflection alone; one outcome dict per call."""
+    out = []
+    for c in calls:
+        if c.get("list"):
+            out.append({"list": True, "services": client.list_services()})
+            continue
+        if "describe" in c:
+            files, _ = collect_files(client, [c["describe"]])
+            pool, _ = strict_pool(files)
+            try:
+                kind, desc = "message", pool.FindMessageTypeByName(c["describe"])
+            except KeyError:
+                kind, desc = "service", pool.FindServiceByName(c["describe"])
+            out.append({"describe": c["describe"], "kind": kind, "file": desc.file.name})
+            continue
+        service_name, method_name = c["method"].rsplit("/", 1)
+        files, _ = collect_files(client, [service_name])
+        pool, _ = strict_pool(files)
+        method = pool.FindServiceByName(service_name).methods_by_name[method_name]
+        req_cls = message_class(pool, method.input_type.full_name)
+        resp_cls = message_class(pool, method.output_type.full_name)
+        request = json_format.Parse(c["body"], req_cls())
+        path = f"/{service_name}/{method_name}"
+        outcome = {"method": c["method"]}
+        try:
+            if method.server_streaming:
+                call = channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
+                                            response_deserializer=resp_cls.FromString)
+                stream = call(request, timeout=timeout)
+                messages = []
+                for m in stream:
+                    messages.append(json_format.MessageToDict(m))
+                    if messages[-1].get("kind") == "WATCH_EVENT_KIND_SYNCED":
+                        stream.cancel()
+                        break
+                outcome.update(ok=True, messages=messages)
+            else:
+                call = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=resp_cls.FromString)
+                outcome.update(ok=True, response=json_format.MessageToDict(call(request, timeout=timeout)))
+        except grpc.RpcError as e:
+            outcome.update(ok=False, code=e.code().name, message=e.details())
+        out.append(outcome)
+    return out
+
+
 def enum_name(msg, field):
     """The name of an enum field's value."""
     fd = msg.DESCRIPTOR.fields_by_name[field]
@@ -245,11 +312,26 @@ def enum_name(msg, field):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", required=True, help="gRPC target, e.g. unix:///run/runc-shim/shim.sock")
-    p.add_argument("--id", required=True, help="a container id to call State for")
+    p.add_argument("--id", help="a container id to call State for (required without --calls)")
+    p.add_argument("--calls", action="store_true", help="perform the grpcurl invocations read from stdin (JSON)")
     p.add_argument("--missing-id", default="rs-reflection-no-such",
                    help="a container id that does not exist, for the error-details call")
     p.add_argument("--timeout", type=float, default=20.0, help="deadline of each call, seconds")
     args = p.parse_args()
+    if args.calls:
+        calls = json.load(sys.stdin)
+        try:
+            classes = reflection_classes_tmp()
+            with grpc.insecure_channel(args.target) as channel:
+                client = ReflectionClient(channel, "v1", classes["v1"], args.timeout)
+                json.dump({"calls": grpcurl_calls(channel, client, calls, args.timeout)}, sys.stdout, indent=1)
+                sys.stdout.write("\n")
+        except StrictError as e:
+            print(f"reflection.py: strict reflection check failed: {e}", file=sys.stderr)
+            sys.exit(1)
+        return
+    if args.id is None:
+        p.error("--id is required without --calls")
 
     tmp = tempfile.mkdtemp(prefix="runc-shim-reflection-")
     try:
