@@ -332,6 +332,11 @@ export function buildProgram(result: { code: number }): Command {
     .option("--shutdown-timeout <duration>", "how long calls in flight may finish after SIGTERM", DEFAULT_SHUTDOWN_TIMEOUT)
     .option("--create-timeout <duration>", "bound of one runc create (runc is then killed and what it left removed)", DEFAULT_CREATE_TIMEOUT)
     .option("--runc <path>", "the runc binary Create runs (a path, or a name looked up on PATH)", DEFAULT_RUNC)
+    .option("--max-connections <n>", "most client connections open at once; past it the newest idle one is closed (default: 1024, or half the open-file limit)")
+    .option("--preface-timeout <duration>", "close a connection that sends no HTTP/2 preface within this (default: 5s)")
+    .option("--max-streams-per-connection <n>", "most concurrent calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS) (default: 128)")
+    .option("--max-watches <n>", "most open Watch streams in the server; more are RESOURCE_EXHAUSTED (default: 1024)")
+    .option("--max-watches-per-connection <n>", "most open Watch streams per connection; more are RESOURCE_EXHAUSTED (default: 64)")
     .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default("info"))
     .addOption(new Option("--log-format <format>", "json lines, or text for people (needs pino-pretty)").choices(LOG_FORMATS).default("json"))
     .action(async (raw: RawServeOptions) => {

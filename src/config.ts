@@ -49,6 +49,8 @@ export interface ServeConfig {
   readonly createTimeoutMs: number;
   /** The runc binary Create runs: a path, or a name looked up on PATH. */
   readonly runc: string;
+  /** Limits on connections and streams (flags); absent ones take the server's defaults. */
+  readonly limits: Readonly<Partial<ServerLimitsConfig>>;
   /** pino level. */
   readonly logLevel: LevelWithSilent;
   /** json or text. */
@@ -69,6 +71,25 @@ export function parseDuration(flag: string, text: string): number {
   return Math.round(value);
 }
 
+/** The limits `serve` takes as flags (see `ServerLimits` in src/server/server.ts). */
+export interface ServerLimitsConfig {
+  maxConnections: number;
+  prefaceTimeoutMs: number;
+  maxStreamsPerConnection: number;
+  maxWatches: number;
+  maxWatchesPerConnection: number;
+}
+
+/**
+ * Parses a count flag: a positive integer.
+ * @throws {ConfigError} naming the flag
+ */
+export function parseCount(flag: string, text: string): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError(`${flag}: expected a positive integer, got ${JSON.stringify(text)}`);
+  return n;
+}
+
 /** Raw `serve` options as the argument parser gives them. */
 export interface RawServeOptions {
   root: string;
@@ -78,6 +99,11 @@ export interface RawServeOptions {
   shutdownTimeout: string;
   createTimeout: string;
   runc: string;
+  maxConnections?: string;
+  prefaceTimeout?: string;
+  maxStreamsPerConnection?: string;
+  maxWatches?: string;
+  maxWatchesPerConnection?: string;
   logLevel: string;
   logFormat: string;
 }
@@ -103,6 +129,13 @@ export function serveConfig(raw: RawServeOptions): ServeConfig {
     shutdownTimeoutMs: parseDuration("--shutdown-timeout", raw.shutdownTimeout),
     createTimeoutMs: parseDuration("--create-timeout", raw.createTimeout),
     runc: raw.runc,
+    limits: Object.freeze({
+      ...(raw.maxConnections === undefined ? {} : { maxConnections: parseCount("--max-connections", raw.maxConnections) }),
+      ...(raw.prefaceTimeout === undefined ? {} : { prefaceTimeoutMs: parseDuration("--preface-timeout", raw.prefaceTimeout) }),
+      ...(raw.maxStreamsPerConnection === undefined ? {} : { maxStreamsPerConnection: parseCount("--max-streams-per-connection", raw.maxStreamsPerConnection) }),
+      ...(raw.maxWatches === undefined ? {} : { maxWatches: parseCount("--max-watches", raw.maxWatches) }),
+      ...(raw.maxWatchesPerConnection === undefined ? {} : { maxWatchesPerConnection: parseCount("--max-watches-per-connection", raw.maxWatchesPerConnection) }),
+    }),
     logLevel: raw.logLevel as LevelWithSilent,
     logFormat: raw.logFormat as LogFormat,
   });

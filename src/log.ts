@@ -1,4 +1,6 @@
+import fs from "node:fs";
 import { createRequire } from "node:module";
+import net from "node:net";
 import pino, { type Logger, type LevelWithSilent } from "pino";
 
 /** Log levels accepted by `--log-level`. */
@@ -9,20 +11,162 @@ export const LOG_FORMATS = ["json", "text"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /**
- * The server's logger: pino writing synchronously to stderr (fd 2), JSON lines
- * by default, or text through the optional dependency pino-pretty.
+ * Bound of the log lines waiting for a slow stderr reader, in bytes (1 MiB,
+ * counted in UTF-16 code units, i.e. bytes for ASCII lines). A line that would
+ * take the queue past it is dropped and counted.
+ */
+export const LOG_QUEUE_BYTES = 1024 * 1024;
+
+/** The part of a writable stream the log destination uses. */
+export interface LogOutput {
+  write(chunk: string): boolean;
+  readonly writableLength: number;
+  on(event: "drain", listener: () => void): unknown;
+  on(event: "error", listener: (e: Error) => void): unknown;
+  once(event: "drain", listener: () => void): unknown;
+  off(event: "drain", listener: () => void): unknown;
+}
+
+/**
+ * Opens stderr for the log without ever blocking the event loop on a pipe.
  *
+ * A pipe or FIFO gets an open file description of its own
+ * (`/proc/self/fd/2` reopened `O_WRONLY|O_NONBLOCK`), written through libuv:
+ * a full pipe queues in memory and is resumed on writability (epoll), never by
+ * a blocked write, a spin or a threadpool thread; and no other process sharing
+ * the pipe can make it blocking again. Anything else (a socket such as
+ * journald's, which libuv also writes asynchronously; a file or a terminal,
+ * which Node writes synchronously) is `process.stderr`.
+ */
+export function openLogOutput(): LogOutput {
+  try {
+    if (fs.fstatSync(2).isFIFO()) {
+      const fd = fs.openSync("/proc/self/fd/2", fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      const out = new net.Socket({ fd, readable: false, writable: true });
+      out.unref(); // the log never keeps the process alive
+      return out;
+    }
+  } catch {
+    // no /proc, or fd 2 closed: process.stderr below
+  }
+  return process.stderr;
+}
+
+/**
+ * The log's destination: writes each line to `out` unless the lines still
+ * waiting there would exceed `limitBytes`; then it drops lines and counts them,
+ * never waiting. When `out` has caught up (its `drain`), `onCaughtUp` is
+ * called once with the number dropped, before any later line is written.
+ * A write error on `out` (EPIPE: the reader went away) drops every later line.
+ */
+export class BoundedLogDestination {
+  /** Lines dropped since the last report. */
+  dropped = 0;
+  /** Lines dropped in total, over the process's life. */
+  droppedTotal = 0;
+  private broken = false;
+  /** Called with the count once the reader has caught up after drops; set by {@link createLogger}. */
+  onCaughtUp: (dropped: number) => void = () => {};
+
+  /**
+   * @param out where lines go (see {@link openLogOutput})
+   * @param limitBytes bound of the lines waiting in `out`, in UTF-16 code units (bytes for ASCII)
+   * @param format turns a pino JSON line into the line written (the text format); identity by default
+   */
+  constructor(
+    private readonly out: LogOutput,
+    readonly limitBytes: number = LOG_QUEUE_BYTES,
+    private readonly format: (line: string) => string = (line) => line,
+  ) {
+    out.on("error", () => {
+      this.broken = true;
+    });
+    out.on("drain", () => {
+      if (this.dropped === 0 || this.broken) return;
+      const n = this.dropped;
+      this.dropped = 0;
+      this.onCaughtUp(n);
+    });
+  }
+
+  /** pino's destination interface: writes or drops one line; never blocks, never throws. */
+  write(line: string): boolean {
+    if (this.broken) {
+      this.drop();
+      return true;
+    }
+    const text = this.format(line);
+    // While lines are being dropped, drop every line until the reader caught up, so
+    // the report comes before any later line.
+    if (this.dropped > 0 || this.out.writableLength + text.length > this.limitBytes) {
+      this.drop();
+      return true;
+    }
+    try {
+      this.out.write(text);
+    } catch {
+      this.broken = true;
+      this.drop();
+    }
+    return true;
+  }
+
+  private drop(): void {
+    this.dropped++;
+    this.droppedTotal++;
+  }
+
+  /**
+   * Waits until the queued lines are written, for at most `timeoutMs`; never
+   * longer, so that a stuck reader cannot hold up an exit.
+   * @returns true when nothing is left queued
+   */
+  flush(timeoutMs: number): Promise<boolean> {
+    if (this.broken || this.out.writableLength === 0) return Promise.resolve(!this.broken);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.out.off("drain", done);
+        resolve(this.out.writableLength === 0);
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.out.once("drain", done);
+    });
+  }
+}
+
+/** The server's logger and its destination (for {@link BoundedLogDestination.flush} before exiting). */
+export interface ServerLog {
+  log: Logger;
+  destination: BoundedLogDestination;
+}
+
+/**
+ * The server's logger: pino JSON lines (or pino-pretty text) on stderr, through
+ * a {@link BoundedLogDestination} that never blocks: past
+ * {@link LOG_QUEUE_BYTES} waiting, lines are dropped and counted, and a warn
+ * line `dropped N log lines ...` (field `droppedLines`) follows once the reader
+ * has caught up.
+ *
+ * @param out where lines go; {@link openLogOutput} by default
  * @throws Error when `format` is `text` and pino-pretty is not installed
  */
-export function createLogger(level: LevelWithSilent, format: LogFormat): Logger {
+export function createLogger(level: LevelWithSilent, format: LogFormat, out: LogOutput = openLogOutput()): ServerLog {
   const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
-  if (format === "json") return pino(options, pino.destination({ dest: 2, sync: true }));
-  const require = createRequire(import.meta.url);
-  let pretty: (opts: Record<string, unknown>) => NodeJS.WritableStream;
-  try {
-    pretty = require("pino-pretty") as typeof pretty;
-  } catch {
-    throw new Error("--log-format text needs the optional dependency pino-pretty (npm install pino-pretty)");
+  let prettify: ((line: string) => string) | undefined;
+  if (format === "text") {
+    const require = createRequire(import.meta.url);
+    let prettyFactory: (opts: Record<string, unknown>) => (line: string) => string;
+    try {
+      prettyFactory = (require("pino-pretty") as { prettyFactory: typeof prettyFactory }).prettyFactory;
+    } catch {
+      throw new Error("--log-format text needs the optional dependency pino-pretty (npm install pino-pretty)");
+    }
+    prettify = prettyFactory({ colorize: out === process.stderr && process.stderr.isTTY });
   }
-  return pino(options, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY }));
+  const destination = new BoundedLogDestination(out, LOG_QUEUE_BYTES, prettify);
+  const log = pino(options, destination);
+  destination.onCaughtUp = (n) =>
+    log.warn({ droppedLines: n }, `dropped ${n} log lines: stderr was not read fast enough (more than ${LOG_QUEUE_BYTES} bytes waiting)`);
+  return { log, destination };
 }

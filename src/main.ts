@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-import { runCli } from "./cli.js";
+// First, before any other module is loaded: signal dispositions (no inspector on SIGUSR1).
+// The CLI is imported dynamically below so that no module of it is loaded or run before this.
+import "./signals.js";
 
+const { runCli } = await import("./cli.js");
 const code = await runCli(process.argv.slice(2));
 process.exitCode = code;
-// stdout and stderr are synchronous for files, pipes and TTYs on Linux; after one turn of the
-// event loop nothing is left to write, and no idle client connection or timer may keep a
-// finished command (or a server that has shut down) alive.
+// The server has flushed its log (for a bounded time) before it returns. After one turn of the
+// event loop no idle client connection or timer may keep a finished command (or a server that
+// has shut down) alive.
 setImmediate(() => process.exit(code));

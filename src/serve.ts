@@ -3,23 +3,31 @@ import v8 from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EXIT, type ServeConfig } from "./config.js";
-import { createLogger } from "./log.js";
+import { createLogger, type BoundedLogDestination } from "./log.js";
 import { RuntimeError } from "./runtime/errors.js";
 import { prepareStateRoot } from "./runtime/container.js";
 import { startShimServer, type RunningServer } from "./server/server.js";
 import { SocketAddressError, socketPathOf } from "./server/socket.js";
+import { closedEarlyInspector, handleSignals, holdSignals, IGNORED_SIGNALS, SHUTDOWN_SIGNALS } from "./signals.js";
+
+/** How long a shutdown waits for queued log lines to reach a slow stderr reader, in ms. */
+const LOG_FLUSH_MS = 200;
 
 /**
  * `runc-shim serve`: prepares the state root, serves it on the socket until
- * SIGTERM or SIGINT, then shuts down gracefully (a second signal forces).
+ * SIGTERM, SIGINT or SIGQUIT, then shuts down gracefully (a second signal
+ * forces). SIGHUP, SIGUSR1 and SIGUSR2 are logged (`signal ignored`) and
+ * otherwise ignored. The signals are held from the first line of `main.ts`
+ * (`signals.ts`); one that arrived while starting is acted on here.
  *
  * @returns the exit code once the server has stopped: 0 after a shutdown on a
  *   signal, 2 for an unusable state root or socket address, 1 for any other failure
  */
 export async function serve(config: ServeConfig): Promise<number> {
   let log: Logger;
+  let logDestination: BoundedLogDestination;
   try {
-    log = createLogger(config.logLevel, config.logFormat);
+    ({ log, destination: logDestination } = createLogger(config.logLevel, config.logFormat));
   } catch (e) {
     process.stderr.write(`runc-shim: ${(e as Error).message}\n`);
     return EXIT.USAGE;
@@ -39,19 +47,21 @@ export async function serve(config: ServeConfig): Promise<number> {
   let signals = 0;
   let resolveExit!: (code: number) => void;
   const exit = new Promise<number>((resolve) => (resolveExit = resolve));
-  const stop = (code: number): void => {
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
-    resolveExit(code);
-  };
+  const stop = (code: number): void => resolveExit(code); // the first call wins
   const beginShutdown = (server: RunningServer): void => {
     log.info({ timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
-    void server.shutdown(config.shutdownTimeoutMs).then((graceful) => {
+    void server.shutdown(config.shutdownTimeoutMs).then(async (graceful) => {
       log.info({ graceful }, graceful ? "shut down" : "shutdown timed out; calls in flight were cancelled");
+      // Give a slow stderr reader a moment for the last lines; a stuck one cannot hold up the exit.
+      await logDestination.flush(LOG_FLUSH_MS);
       stop(EXIT.OK);
     });
   };
   function onSignal(signal: NodeJS.Signals): void {
+    if ((IGNORED_SIGNALS as readonly string[]).includes(signal)) {
+      log.info({ signal }, "signal ignored");
+      return;
+    }
     signals++;
     log.info({ signal }, "signal");
     if (running === undefined) return; // still starting: acted on once the server is up
@@ -67,8 +77,9 @@ export async function serve(config: ServeConfig): Promise<number> {
     running?.forceShutdown();
     stop(EXIT.FAILURE);
   };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  holdSignals([...IGNORED_SIGNALS, ...SHUTDOWN_SIGNALS]); // already held when started through main.ts
+  handleSignals(onSignal);
+  if (closedEarlyInspector) log.warn("closed the inspector a SIGUSR1 opened while Node was starting");
   process.on("uncaughtException", onFatal);
   process.on("unhandledRejection", onFatal);
 
@@ -78,7 +89,7 @@ export async function serve(config: ServeConfig): Promise<number> {
     socketPath = socketPathOf(config.address);
     root = prepareStateRoot(config.root);
     running = await startShimServer(
-      { root, socketPath, socketGroup: config.socketGroup, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc },
+      { root, socketPath, socketGroup: config.socketGroup, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc, limits: config.limits },
       log,
     );
   } catch (e) {

@@ -7,8 +7,8 @@ import { EXEC_FIFO_FILENAME, STATE_FILENAME, isWithin, secureJoin } from "./path
 import { ContainerLocks } from "./locks.js";
 import { MSG } from "./messages.js";
 import { isInitAlive } from "./proc.js";
+import { STATE_BOUNDS, checkBeforeParse, checkRecordBounds } from "./state-bounds.js";
 import {
-  MAX_STATE_FILE_BYTES,
   parseLifecycleConfig,
   parseStateFile,
   splitLabels,
@@ -61,11 +61,15 @@ interface CacheEntry {
   size: bigint;
   mtimeNs: bigint;
   ctimeNs: bigint;
-  record: ContainerStateRecord;
+  /** The parse, or why it failed: a file is parsed once per identity, a bad one too. */
+  record: ContainerStateRecord | RuntimeError;
 }
 
-/** Largest state.json whose parse is cached, in bytes; larger (crafted) ones are parsed on every call. */
-export const MAX_CACHED_STATE_BYTES = 256 * 1024;
+/** A cached parse: the record, or its error thrown again. */
+function unwrap(r: ContainerStateRecord | RuntimeError): ContainerStateRecord {
+  if (r instanceof RuntimeError) throw r;
+  return r;
+}
 
 function sameFile(e: CacheEntry, st: fs.BigIntStats): boolean {
   return e.ino === st.ino && e.dev === st.dev && e.size === st.size && e.mtimeNs === st.mtimeNs && e.ctimeNs === st.ctimeNs;
@@ -378,7 +382,7 @@ export class StateRoot {
       } catch {
         st = undefined;
       }
-      if (st !== undefined && st.isFile() && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: hit.record };
+      if (st !== undefined && st.isFile() && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
     }
     let fd: number;
     try {
@@ -389,7 +393,7 @@ export class StateRoot {
     try {
       const st = fs.fstatSync(fd, { bigint: true });
       if (!st.isFile()) return undefined;
-      if (hit !== undefined && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: hit.record };
+      if (hit !== undefined && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
       if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== `${this.realPath === "/" ? "" : this.realPath}/${id}/${STATE_FILENAME}`) {
         return undefined;
       }
@@ -428,7 +432,7 @@ export class StateRoot {
       if (!st.isFile()) throw new RuntimeError("SystemError", `read ${stateFile}: not a regular file`);
       this.checkInsideRoot(fd, stateFile);
       const hit = this.cache.get(stateFile);
-      if (hit !== undefined && sameFile(hit, st)) return { id, stateDir, record: hit.record };
+      if (hit !== undefined && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
       return { id, stateDir, record: this.parse(fd, st, stateFile) };
     } catch (e) {
       return fail(e, `read ${stateFile}`);
@@ -437,21 +441,29 @@ export class StateRoot {
     }
   }
 
-  /** Reads and parses an opened state.json (at most 16 MiB); caches the parse of small ones. */
+  /**
+   * Reads and parses an opened state.json within {@link STATE_BOUNDS}: its size
+   * (fstat, before reading), its nesting depth (a scan that stops at the bound,
+   * before parsing), its labels (after). The outcome, a record or the error, is
+   * cached by the file's identity, so a large or bad file costs one parse, not
+   * one per call.
+   */
   private parse(fd: number, st: fs.BigIntStats, stateFile: string): ContainerStateRecord {
-    if (st.size > BigInt(MAX_STATE_FILE_BYTES)) {
-      throw new RuntimeError(
-        "SystemError",
-        `${stateFile}: state file is ${st.size} bytes, more than the ${MAX_STATE_FILE_BYTES / 1024 / 1024} MiB limit; not read`,
-      );
+    let result: ContainerStateRecord | RuntimeError;
+    try {
+      if (st.size > BigInt(STATE_BOUNDS.maxFileBytes)) {
+        throw new RuntimeError("SystemError", `${stateFile}: state file is ${st.size} bytes, more than the ${STATE_BOUNDS.maxFileBytes / 1024 / 1024} MiB limit; not read`);
+      }
+      const bytes = readBounded(fd, stateFile, Number(st.size));
+      checkBeforeParse(stateFile, bytes);
+      result = parseStateFile(stateFile, bytes);
+      checkRecordBounds(stateFile, result);
+    } catch (e) {
+      if (!(e instanceof RuntimeError) || e.kind !== "SystemError") throw e; // EMFILE and the like: not the file's fault
+      result = e;
     }
-    const record = parseStateFile(stateFile, readBounded(fd, stateFile, Number(st.size)));
-    if (st.size <= BigInt(MAX_CACHED_STATE_BYTES)) {
-      this.remember(stateFile, { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, record });
-    } else {
-      this.cache.delete(stateFile);
-    }
-    return record;
+    this.remember(stateFile, { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, record: result });
+    return unwrap(result);
   }
 
   /** The opened file must resolve inside the real state root (guards against symlink races). */
@@ -500,7 +512,7 @@ export function execFifoExists(fifo: string): boolean {
 
 /**
  * Reads a whole regular file of known size from `fd`, at most
- * {@link MAX_STATE_FILE_BYTES} bytes. The result may be a view of a shared
+ * {@link STATE_BOUNDS.maxFileBytes} bytes. The result may be a view of a shared
  * buffer: decode it before the next call.
  */
 // One reusable read buffer for ordinary state files (runc writes a few KiB): reads are
@@ -509,7 +521,7 @@ export function execFifoExists(fifo: string): boolean {
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 function readBounded(fd: number, file: string, size: number): Uint8Array {
-  const need = Math.min(Math.max(size, 4096), MAX_STATE_FILE_BYTES) + 1;
+  const need = Math.min(Math.max(size, 4096), STATE_BOUNDS.maxFileBytes) + 1;
   const buf = need <= READ_BUFFER.length ? READ_BUFFER : Buffer.allocUnsafe(need);
   let n = 0;
   for (;;) {
@@ -522,8 +534,8 @@ function readBounded(fd: number, file: string, size: number): Uint8Array {
     if (got === 0) break;
     n += got;
     if (n >= buf.length) {
-      if (n > MAX_STATE_FILE_BYTES) {
-        throw new RuntimeError("SystemError", `${file}: state file grew past the ${MAX_STATE_FILE_BYTES / 1024 / 1024} MiB limit; not read`);
+      if (n > STATE_BOUNDS.maxFileBytes) {
+        throw new RuntimeError("SystemError", `${file}: state file grew past the ${STATE_BOUNDS.maxFileBytes / 1024 / 1024} MiB limit; not read`);
       }
       break;
     }

@@ -26,6 +26,8 @@
  * - `RuncFailed`: `runc create` failed; the message is runc's own (FAILED_PRECONDITION).
  * - `RuncNotFound`: the runc binary Create needs cannot be run (FAILED_PRECONDITION).
  * - `NoFreezer`: the container has no freezer cgroup to pause or resume (FAILED_PRECONDITION).
+ * - `ResourceExhausted`: the server is out of something that is not the container's fault: file
+ *   descriptors (EMFILE, ENFILE), memory (ENOMEM), or a limit on streams (RESOURCE_EXHAUSTED).
  * - `DeadlineExceeded` / `Cancelled`: the caller's deadline passed or it cancelled before anything changed.
  * - `InvalidRequest`: the request message itself cannot be decoded (INVALID_ARGUMENT); not a libcontainer code.
  */
@@ -45,6 +47,7 @@ export type ErrorKind =
   | "RuncFailed"
   | "RuncNotFound"
   | "NoFreezer"
+  | "ResourceExhausted"
   | "DeadlineExceeded"
   | "Cancelled"
   | "InvalidRequest";
@@ -66,6 +69,7 @@ export const ERROR_KINDS: readonly ErrorKind[] = [
   "RuncFailed",
   "RuncNotFound",
   "NoFreezer",
+  "ResourceExhausted",
   "DeadlineExceeded",
   "Cancelled",
   "InvalidRequest",
@@ -84,12 +88,20 @@ export class RuntimeError extends Error {
   readonly containerId: string | undefined;
 
   constructor(kind: ErrorKind, message: string, opts: { containerId?: string; cause?: unknown } = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    // Running out of fds or memory is the server's state, not a fault of the container being read.
+    const exhausted = kind === "SystemError" && isErrno(opts.cause, ...EXHAUSTION_ERRNOS);
+    super(
+      exhausted ? `runc-shim is out of ${errnoOf(opts.cause) === "ENOMEM" ? "memory" : "file descriptors"} (${errnoOf(opts.cause)}): ${message}` : message,
+      opts.cause === undefined ? undefined : { cause: opts.cause },
+    );
     this.name = "RuntimeError";
-    this.kind = kind;
+    this.kind = exhausted ? "ResourceExhausted" : kind;
     this.containerId = opts.containerId;
   }
 }
+
+/** errno names that mean the server ran out of a resource: reported as `ResourceExhausted`, never as a container's SystemError. */
+export const EXHAUSTION_ERRNOS = ["EMFILE", "ENFILE", "ENOMEM"] as const;
 
 /** True when `e` is a Node.js system error with errno name `code` (e.g. `"ENOENT"`). */
 export function isErrno(e: unknown, ...codes: string[]): e is NodeJS.ErrnoException {

@@ -24,7 +24,12 @@ export interface RuncCreateOptions {
   stdio: readonly [number, number, number];
   /** Bound of the whole run, in ms (`--create-timeout`); past it runc's process group is SIGKILLed. */
   timeoutMs: number;
-  /** Aborts the run like the timeout does (the client's deadline or cancellation); `reason` is what is thrown. */
+  /**
+   * The client's deadline or cancellation: runc is left to finish (within
+   * `timeoutMs`), then `reason` is thrown, so the caller destroys a container
+   * whose state.json, and so whose cgroup paths, runc has recorded. Killing runc
+   * mid-create would leave cgroup dirs (and possibly an init) nobody knows of.
+   */
   signal?: AbortSignal;
 }
 
@@ -80,7 +85,8 @@ function readTail(file: string): string {
  *
  * @throws {RuntimeError} `RuncNotFound` (the binary cannot be run); `ContainerExists` (runc says the id
  *   exists); `RuncFailed` (runc's own message); `DeadlineExceeded` (`timeoutMs` passed: the process group
- *   was SIGKILLed; the caller removes what it left), or `signal.reason` when aborted
+ *   was SIGKILLed; the caller removes what it left), or `signal.reason` when aborted (once runc has exited;
+ *   the caller destroys what it created)
  */
 export async function runcCreate(opts: RuncCreateOptions): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "runc-shim-create-"));
@@ -93,21 +99,21 @@ export async function runcCreate(opts: RuncCreateOptions): Promise<void> {
         { stdio: [...opts.stdio], env: runcEnv(), cwd: opts.bundle, detached: true },
       );
       let aborted: unknown;
-      const killGroup = (reason: unknown): void => {
-        if (aborted !== undefined) return;
-        aborted = reason;
+      let timedOut: unknown;
+      const timer = setTimeout(() => {
+        timedOut = new RuntimeError("DeadlineExceeded", `create timed out after ${opts.timeoutMs} ms (--create-timeout); runc was killed and what it left removed`);
         try {
           if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
         } catch {
           // already gone
         }
+      }, opts.timeoutMs);
+      // Not a kill: runc is still building the container, and only once it has written state.json can it be destroyed whole.
+      const onAbort = (): void => {
+        aborted ??= opts.signal?.reason ?? new RuntimeError("Cancelled", "create cancelled");
       };
-      const timer = setTimeout(
-        () => killGroup(new RuntimeError("DeadlineExceeded", `create timed out after ${opts.timeoutMs} ms (--create-timeout); runc was killed and what it left removed`)),
-        opts.timeoutMs,
-      );
-      const onAbort = (): void => killGroup(opts.signal?.reason ?? new RuntimeError("Cancelled", "create cancelled"));
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      if (opts.signal?.aborted === true) onAbort();
+      else opts.signal?.addEventListener("abort", onAbort, { once: true });
       const done = (): void => {
         clearTimeout(timer);
         opts.signal?.removeEventListener("abort", onAbort);
@@ -118,8 +124,8 @@ export async function runcCreate(opts: RuncCreateOptions): Promise<void> {
       });
       child.once("exit", (code, signal) => {
         done();
-        if (aborted !== undefined) {
-          reject(aborted);
+        if (timedOut !== undefined || aborted !== undefined) {
+          reject(timedOut ?? aborted);
           return;
         }
         if (code === 0) {

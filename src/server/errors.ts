@@ -43,6 +43,7 @@ export const ERROR_TABLE: Readonly<Record<ErrorKind, ErrorRow>> = {
   RuncFailed: { code: GrpcStatus.FAILED_PRECONDITION, reason: "RUNC_FAILED" },
   RuncNotFound: { code: GrpcStatus.FAILED_PRECONDITION, reason: "RUNC_NOT_FOUND" },
   NoFreezer: { code: GrpcStatus.FAILED_PRECONDITION, reason: "NO_FREEZER" },
+  ResourceExhausted: { code: GrpcStatus.RESOURCE_EXHAUSTED, reason: "RESOURCE_EXHAUSTED" },
   DeadlineExceeded: { code: GrpcStatus.DEADLINE_EXCEEDED, reason: "DEADLINE_EXCEEDED" },
   Cancelled: { code: GrpcStatus.CANCELLED, reason: "CANCELLED" },
   InvalidRequest: { code: GrpcStatus.INVALID_ARGUMENT, reason: "INVALID_REQUEST" },

@@ -1,10 +1,12 @@
 import fs from "node:fs";
+import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { ShimServiceService } from "../../gen/ts/runcshim/v1/shim.js";
 import { StateRoot, checkStateRoot } from "../runtime/container.js";
 import { describeError } from "../runtime/errors.js";
 import { WatchHub } from "../runtime/watch.js";
+import { ConnectionGate, DEFAULT_PREFACE_TIMEOUT_MS, defaultMaxConnections } from "./connections.js";
 import { ShimHealth } from "./health.js";
 import { addReflection } from "./reflection.js";
 import { createShimService } from "./service.js";
@@ -40,7 +42,31 @@ export interface ServerConfig {
   createTimeoutMs?: number;
   /** The runc binary Create runs (default `runc` on PATH). */
   runc?: string;
+  /** Limits on connections and streams; the defaults of {@link DEFAULT_LIMITS} when absent. */
+  limits?: Partial<ServerLimits>;
 }
+
+/** Limits on what clients may hold open (flags of `serve`). */
+export interface ServerLimits {
+  /** Most connections open at once (`--max-connections`). */
+  maxConnections: number;
+  /** How long a new connection may take to send the HTTP/2 preface, in ms (`--preface-timeout`). */
+  prefaceTimeoutMs: number;
+  /** Most concurrent HTTP/2 streams (calls) per connection (`--max-streams-per-connection`; `grpc.max_concurrent_streams`). */
+  maxStreamsPerConnection: number;
+  /** Most open Watch streams in the server (`--max-watches`). */
+  maxWatches: number;
+  /** Most open Watch streams per connection (`--max-watches-per-connection`). */
+  maxWatchesPerConnection: number;
+}
+
+/** The default limits. */
+export const DEFAULT_LIMITS: Readonly<Omit<ServerLimits, "maxConnections">> = {
+  prefaceTimeoutMs: DEFAULT_PREFACE_TIMEOUT_MS,
+  maxStreamsPerConnection: 128,
+  maxWatches: 1024,
+  maxWatchesPerConnection: 64,
+};
 
 /** A running server. */
 export interface RunningServer {
@@ -58,14 +84,19 @@ export interface RunningServer {
   forceShutdown(): void;
 }
 
-function bind(server: grpc.Server, socketPath: string): Promise<void> {
+function listen(listener: net.Server, socketPath: string): Promise<void> {
   // The socket must never be reachable by others, not even between bind and chmod.
   const previous = process.umask(0o177);
   return new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => {
+    const onError = (e: Error): void => {
       process.umask(previous);
-      if (err) reject(err);
-      else resolve();
+      reject(e);
+    };
+    listener.once("error", onError);
+    listener.listen(socketPath, () => {
+      process.umask(previous);
+      listener.removeListener("error", onError);
+      resolve();
     });
   });
 }
@@ -91,37 +122,60 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
       return false;
     }
   });
-  const build = (): grpc.Server => {
-    const server = new grpc.Server(SERVER_OPTIONS);
-    server.addService(safeDeserializers(ShimServiceService), createShimService({ root, log, tracker, watchHub, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc }));
-    health.addToServer(server);
-    addReflection(server);
-    return server;
-  };
+  const limits: ServerLimits = { maxConnections: defaultMaxConnections(), ...DEFAULT_LIMITS, ...config.limits };
+  const server = new grpc.Server({ ...SERVER_OPTIONS, "grpc.max_concurrent_streams": limits.maxStreamsPerConnection });
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const gate = new ConnectionGate({
+    maxConnections: limits.maxConnections,
+    prefaceTimeoutMs: limits.prefaceTimeoutMs,
+    inject: (socket) => injector.injectConnection(socket),
+    onEvent: (event, fields) =>
+      log.warn(fields, event === "over-limit"
+        ? "connection limit reached (--max-connections): closed the newest idle connection"
+        : event === "no-preface"
+          ? "closed a connection that sent no HTTP/2 preface in time (--preface-timeout)"
+          : "closed a connection that did not speak HTTP/2"),
+  });
+  server.addService(safeDeserializers(ShimServiceService), createShimService({
+    root, log, tracker, watchHub, gate, limits,
+    startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc,
+  }));
+  health.addToServer(server);
+  addReflection(server);
 
-  let server = build();
+  const makeListener = (): net.Server => {
+    const l = net.createServer();
+    l.on("connection", (socket) => gate.admit(socket));
+    return l;
+  };
+  let listener = makeListener();
   await prepareSocketPath(config.socketPath);
   try {
-    await bind(server, config.socketPath);
-  } catch (e) {
-    // Lost a race with another process for the path: decide again once, on a fresh server
-    // (grpc-js caches a failed bind on the Server object).
-    server.forceShutdown();
+    await listen(listener, config.socketPath);
+  } catch {
+    // Lost a race with another process for the path: decide again once.
+    listener.close();
     await prepareSocketPath(config.socketPath);
-    server = build();
+    listener = makeListener();
     try {
-      await bind(server, config.socketPath);
+      await listen(listener, config.socketPath);
     } catch (e2) {
-      server.forceShutdown();
+      listener.close();
+      injector.destroy();
       throw new SocketAddressError(`cannot listen on ${config.socketPath}: ${(e2 as Error).message}`);
     }
-    void e;
   }
+  listener.on("error", (e) => log.error({ err: describeError(e) }, "accepting a connection failed"));
+  const closeListener = (): void => {
+    listener.close();
+  };
   let socketIno: number | undefined;
   try {
     secureSocket(config.socketPath, config.socketGroup);
     socketIno = fs.statSync(config.socketPath).ino;
   } catch (e) {
+    listener.close();
+    injector.destroy();
     server.forceShutdown();
     fs.rmSync(config.socketPath, { force: true });
     throw e;
@@ -144,6 +198,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     health,
     shutdown(timeoutMs) {
       shutdownPromise ??= new Promise<boolean>((resolve) => {
+        closeListener();
         health.shutdown();
         watchHub.close();
         warmUp.abort();
@@ -155,6 +210,8 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
             log.warn({ containers: stuck }, "exiting while these init processes hold the exec fifo open without writing; they will get EPIPE if they write");
           }
           server.forceShutdown();
+          injector.destroy();
+          gate.destroyAll();
           removeSocket();
           resolve(false);
         }, timeoutMs);
@@ -176,6 +233,8 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
           setTimeout(() => {
             if (finished) return;
             server.forceShutdown();
+            injector.destroy();
+            gate.destroyAll();
             finish();
           }, FLUSH_GRACE_MS);
         });
@@ -183,10 +242,13 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
       return shutdownPromise;
     },
     forceShutdown() {
+      closeListener();
       health.shutdown();
       watchHub.close();
       warmUp.abort();
       server.forceShutdown();
+      injector.destroy();
+      gate.destroyAll();
       removeSocket();
     },
   };

@@ -32,7 +32,8 @@ import type { ContainerStatus } from "../runtime/status.js";
 import { WatchHub, type WatchEvent, type WatchEventKind } from "../runtime/watch.js";
 import { BUG_ROW, ERROR_TABLE, INTERNAL_MESSAGE } from "./errors.js";
 import { serverStream, type MessageSource } from "./stream.js";
-import { unary, type CallContext, type CallTracker } from "./unary.js";
+import { unary, type CallContext, type CallTracker, type ConnectionCalls } from "./unary.js";
+import type { ServerLimits } from "./server.js";
 import { createContainer } from "../runtime/ops/create.js";
 import { deleteContainer } from "../runtime/ops/delete.js";
 import { killContainer } from "../runtime/ops/kill.js";
@@ -85,6 +86,32 @@ export function toContainerError(e: unknown, log: Logger, containerId: string): 
   return { code: BUG_ROW.reason, message: INTERNAL_MESSAGE };
 }
 
+/**
+ * Most bytes one List entry may take (about: ids, paths and annotations). A
+ * larger state (a container with many or long annotations, up to the label
+ * bounds of state.json) is still answered by State; in List its entry carries
+ * an error instead, so one such container cannot push the answer past a
+ * client's 4 MiB receive limit.
+ */
+export const MAX_LIST_ENTRY_BYTES = 64 * 1024;
+
+/** An entry whose state is larger than {@link MAX_LIST_ENTRY_BYTES} becomes an entry with a SystemError saying so. */
+export function boundListEntry(e: ContainerEntry): ContainerEntry {
+  const s = e.state;
+  if (s === undefined) return e;
+  let bytes = s.id.length + s.bundle.length + s.rootfs.length + s.ociVersion.length + s.owner.length + 64;
+  for (const k in s.annotations) bytes += k.length + (s.annotations[k]?.length ?? 0) + 4;
+  if (bytes <= MAX_LIST_ENTRY_BYTES) return e;
+  return {
+    id: e.id,
+    error: new RuntimeError(
+      "SystemError",
+      `the state of container ${e.id} takes about ${bytes} bytes, more than the ${MAX_LIST_ENTRY_BYTES} bytes a List entry may take; ask State for it`,
+      { containerId: e.id },
+    ),
+  };
+}
+
 /** Converts a domain container entry to the `ContainerEntry` message. */
 export function toWireEntry(e: ContainerEntry, log: Logger): WireEntry {
   return e.state !== undefined
@@ -116,6 +143,47 @@ export interface ShimServiceOptions {
   runc?: string;
   /** Bound of a Create, in ms (`--create-timeout`); 60 s by default. */
   createTimeoutMs?: number;
+  /** Counts calls per connection (the server's `ConnectionGate`). */
+  gate?: ConnectionCalls;
+  /** Watch stream limits; unlimited when absent. */
+  limits?: Pick<ServerLimits, "maxWatches" | "maxWatchesPerConnection">;
+}
+
+/**
+ * Counts open Watch streams, in the server and per connection (grpc-js peer
+ * name), against `--max-watches` and `--max-watches-per-connection`.
+ */
+export class WatchLimits {
+  private total = 0;
+  private readonly perConnection = new Map<string, number>();
+
+  constructor(private readonly max: number, private readonly maxPerConnection: number) {}
+
+  /**
+   * Counts one more stream for `peer`.
+   * @returns the function that releases it (idempotent)
+   * @throws {RuntimeError} `ResourceExhausted` (gRPC RESOURCE_EXHAUSTED) naming the limit reached
+   */
+  acquire(peer: string): () => void {
+    const mine = this.perConnection.get(peer) ?? 0;
+    if (mine >= this.maxPerConnection) {
+      throw new RuntimeError("ResourceExhausted", `too many Watch streams on this connection: ${this.maxPerConnection} open (--max-watches-per-connection)`);
+    }
+    if (this.total >= this.max) {
+      throw new RuntimeError("ResourceExhausted", `too many Watch streams on this server: ${this.max} open (--max-watches)`);
+    }
+    this.total++;
+    this.perConnection.set(peer, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.total--;
+      const n = (this.perConnection.get(peer) ?? 1) - 1;
+      if (n === 0) this.perConnection.delete(peer);
+      else this.perConnection.set(peer, n);
+    };
+  }
 }
 
 /** What an operation reports without failing (a cgroup left behind, a failed poststop hook) goes to the call's log as a warning. */
@@ -127,16 +195,18 @@ function warnTo(ctx: CallContext): (message: string, fields?: Record<string, unk
 export function createShimService(opts: ShimServiceOptions): ShimServiceServer & UntypedServiceImplementation {
   const { root, log, tracker } = opts;
   const createTimeoutMs = opts.createTimeoutMs ?? 60_000;
+  const connections = opts.gate;
+  const watches = new WatchLimits(opts.limits?.maxWatches ?? Infinity, opts.limits?.maxWatchesPerConnection ?? Infinity);
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
   return {
     state: unary<StateRequest, StateResponse>(
-      { rpc: "State", log, tracker, containerIdOf: (r) => r.id },
+      { connections, rpc: "State", log, tracker, containerIdOf: (r) => r.id },
       (req) => toStateResponse(root.state(req.id)),
     ),
     start: unary<StartRequest, StartResponse>(
-      { rpc: "Start", log, tracker, containerIdOf: (r) => r.id, cancellable: true, capMs: opts.startTimeoutMs },
+      { connections, rpc: "Start", log, tracker, containerIdOf: (r) => r.id, cancellable: true, capMs: opts.startTimeoutMs },
       async (req, ctx) => {
         const pid = await startContainer(root, req.id, {
           signal: ctx.signal,
@@ -152,46 +222,53 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
     ),
     create: unary<CreateRequest, CreateResponse>(
       {
-        rpc: "Create", log, tracker, containerIdOf: (r) => r.id, cancellable: true,
-        waitingFor: "runc create finished; runc was killed and what it left removed",
+        connections, rpc: "Create", log, tracker, containerIdOf: (r) => r.id, cancellable: true,
+        waitingFor: "runc create finished; what it created was removed",
       },
       async (req, ctx) => ({
         pid: await createContainer(root, req.id, req, { signal: ctx.signal, warn: warnTo(ctx), runc: opts.runc ?? "runc", timeoutMs: createTimeoutMs }),
       }),
     ),
     kill: unary<KillRequest, KillResponse>(
-      { rpc: "Kill", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was signalled)" },
+      { connections, rpc: "Kill", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was signalled)" },
       async (req, ctx) => {
         await killContainer(root, req.id, { signal: req.signal, all: req.all }, { signal: ctx.signal, warn: warnTo(ctx) });
         return {};
       },
     ),
     pause: unary<PauseRequest, PauseResponse>(
-      { rpc: "Pause", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was frozen)" },
+      { connections, rpc: "Pause", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was frozen)" },
       async (req, ctx) => {
         await pauseContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
         return {};
       },
     ),
     resume: unary<ResumeRequest, ResumeResponse>(
-      { rpc: "Resume", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was thawed)" },
+      { connections, rpc: "Resume", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was thawed)" },
       async (req, ctx) => {
         await resumeContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
         return {};
       },
     ),
     delete: unary<DeleteRequest, DeleteResponse>(
-      { rpc: "Delete", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was removed)" },
+      { connections, rpc: "Delete", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was removed)" },
       async (req, ctx) => ({ pid: await deleteContainer(root, req.id, { force: req.force }, { signal: ctx.signal, warn: warnTo(ctx) }) }),
     ),
     list: unary<ListRequest, ListResponse>(
-      { rpc: "List", log, tracker, containerIdOf: () => "" },
-      async (_req, ctx) => ({ containers: (await listContainersYielding(root)).map((e) => toWireEntry(e, ctx.log)) }),
+      { connections, rpc: "List", log, tracker, containerIdOf: () => "" },
+      async (_req, ctx) => ({ containers: (await listContainersYielding(root)).map((e) => toWireEntry(boundListEntry(e), ctx.log)) }),
     ),
     watch: serverStream<WatchRequest, WatchResponse>(
-      { rpc: "Watch", log, containerIdOf: (r) => r.id },
+      { connections, rpc: "Watch", log, containerIdOf: (r) => r.id },
       (req, ctx): MessageSource<WatchResponse> => {
-        const sub = hub.subscribe(req.id === "" ? undefined : req.id);
+        const release = watches.acquire(ctx.peer);
+        let sub: ReturnType<WatchHub["subscribe"]>;
+        try {
+          sub = hub.subscribe(req.id === "" ? undefined : req.id);
+        } catch (e) {
+          release();
+          throw e;
+        }
         return {
           next: () => {
             const ev = sub.take();
@@ -201,7 +278,10 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
             return sub.done;
           },
           listen: (fn) => sub.listen(fn),
-          close: () => sub.close(),
+          close: () => {
+            release();
+            sub.close();
+          },
         };
       },
     ),

@@ -2,7 +2,7 @@ import { status as GrpcStatus, type ServerWritableStream, type handleServerStrea
 import type { Logger } from "pino";
 import { RuntimeError, describeError } from "../runtime/errors.js";
 import { toGrpcStatus } from "./errors.js";
-import { MalformedRequest } from "./unary.js";
+import { MalformedRequest, type ConnectionCalls } from "./unary.js";
 
 /**
  * Where a server stream's messages come from: a pull queue that the adapter
@@ -29,6 +29,8 @@ export interface StreamOptions<Req> {
   log: Logger;
   /** The container id a request is about, for logs and error details (`""`: none; cut to 300 characters). */
   containerIdOf: (req: Req) => string;
+  /** Marks the call's connection busy while the stream is open. */
+  connections?: ConnectionCalls;
 }
 
 /**
@@ -49,7 +51,7 @@ export interface StreamOptions<Req> {
  */
 export function serverStream<Req, Res>(
   opts: StreamOptions<Req>,
-  open: (req: Req, ctx: { log: Logger }) => MessageSource<Res>,
+  open: (req: Req, ctx: { log: Logger; peer: string }) => MessageSource<Res>,
 ): handleServerStreamingCall<Req, Res> {
   return (call: ServerWritableStream<Req, Res>) => {
     const t0 = performance.now();
@@ -67,10 +69,13 @@ export function serverStream<Req, Res>(
       pump();
     };
     const onCancelled = (): void => finish({ cancelled: true });
+    const peer = call.getPeer();
+    const leave = opts.connections?.enter(peer);
 
     const finish = (how: { cancelled?: boolean; error?: unknown }): void => {
       if (finished) return;
       finished = true;
+      leave?.();
       call.removeListener("cancelled", onCancelled);
       call.removeListener("drain", onDrain);
       source?.close();
@@ -123,7 +128,7 @@ export function serverStream<Req, Res>(
       return;
     }
     try {
-      source = open(call.request, { log });
+      source = open(call.request, { log, peer });
     } catch (e) {
       finish({ error: e });
       return;

@@ -100,6 +100,14 @@ export interface UnaryOptions<Req> {
   capFlag?: string;
   /** Tracks this call while it runs. */
   tracker?: CallTracker;
+  /** Marks the call's connection busy while it runs (see `ConnectionGate.enter`). */
+  connections?: ConnectionCalls;
+}
+
+/** Counts calls per connection, by grpc-js peer name (`ConnectionGate`). */
+export interface ConnectionCalls {
+  /** Marks a call begun on the connection `peer`; returns the function that marks it ended. */
+  enter(peer: string): () => void;
 }
 
 /**
@@ -117,7 +125,12 @@ export function unary<Req, Res>(
 ): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const t0 = performance.now();
-    const done = opts.tracker?.begin();
+    const trackerDone = opts.tracker?.begin();
+    const leave = opts.connections?.enter(call.getPeer());
+    const done = (): void => {
+      trackerDone?.();
+      leave?.();
+    };
     const malformed = call.request instanceof MalformedRequest ? call.request : undefined;
     const rawId = malformed ? "" : opts.containerIdOf(call.request);
     const containerId = rawId.length > 300 ? `${rawId.slice(0, 300)}...` : rawId;
@@ -162,7 +175,7 @@ export function unary<Req, Res>(
       if (answered) return;
       answered = true;
       cleanup();
-      done?.();
+      done();
       const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
       if (err === undefined) {
         if (opts.log.isLevelEnabled("info")) logger().info({ code: "OK", durationMs }, "rpc");

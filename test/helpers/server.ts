@@ -37,10 +37,22 @@ export function tempSocketPath(): string {
  * Spawns `runc-shim serve --root root --address socket ...extra` and waits for its "listening" log line.
  * Rejects if the process exits first (with its stderr).
  */
-export async function startServer(root: string, extra: string[] = [], opts: { socket?: string; env?: NodeJS.ProcessEnv; ready?: RegExp } = {}): Promise<ServerProcess> {
+export async function startServer(
+  root: string,
+  extra: string[] = [],
+  opts: {
+    socket?: string;
+    env?: NodeJS.ProcessEnv;
+    ready?: RegExp;
+    /** Runs the server through another program: gets the server's arguments (after `main.js`), returns [file, args]. */
+    wrap?: (args: string[]) => [string, string[]];
+  } = {},
+): Promise<ServerProcess> {
   const socket = opts.socket ?? tempSocketPath();
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm test does)`);
-  const proc = spawn(process.execPath, [MAIN, "serve", "--root", root, "--address", socket, ...extra], {
+  const serveArgs = ["serve", "--root", root, "--address", socket, ...extra];
+  const [file, args] = opts.wrap?.(serveArgs) ?? [process.execPath, [MAIN, ...serveArgs]];
+  const proc = spawn(file, args, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...opts.env },
   });

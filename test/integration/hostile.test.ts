@@ -112,7 +112,7 @@ describe.skipIf(skipRunc())("State and load against hostile input", () => {
       const e = await failure(call);
       expect([e.codeName, e.reason]).toEqual(["INTERNAL", "SYSTEM_ERROR"]);
       expect(e.details).toContain(path.join(fx.root, id, "state.json"));
-      if (what === "a 100 MB file") expect(e.details).toMatch(/16 MiB limit/);
+      if (what === "a 100 MB file") expect(e.details).toMatch(/4 MiB limit/);
     }
     expect((await failure(shim.state("rs-absent"))).codeName).toBe("NOT_FOUND");
   });

@@ -9,10 +9,11 @@ import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { status as GrpcStatus } from "@grpc/grpc-js";
+import { Metadata, status as GrpcStatus } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ContainerStateView, type ShimClient } from "../../src/client/client.js";
-import { RuncFixture, skipRunc, waitFor } from "../helpers/runc.js";
+import { spawnInit, writeFakeContainer } from "../helpers/fake-containers.js";
+import { makeBundle, RuncFixture, skipRunc, uniqueId, waitFor } from "../helpers/runc.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
 /** Debian's Python, which has python3-grpcio (the `python3` on PATH may be another one). */
@@ -77,10 +78,23 @@ function runPython<T>(script: string, args: string[], input = ""): Promise<T> {
   });
 }
 
+/** The request fields of a call besides the id, by proto field name (interop.py's "request" object). */
+interface CaseRequest {
+  bundle?: string;
+  terminal?: boolean;
+  stdin?: string;
+  stdout?: string;
+  stderr?: string;
+  signal?: number;
+  all?: boolean;
+  force?: boolean;
+}
+
 /** One call of the interop script. */
 interface Case {
-  rpc: "State" | "Start";
+  rpc: "State" | "Start" | "Create" | "Kill" | "Pause" | "Resume" | "Delete";
   id: string;
+  request?: CaseRequest;
 }
 
 /** A StateResponse in the form both clients print. */
@@ -98,7 +112,7 @@ interface CanonicalState {
 
 /** The outcome of one call, in the form both clients print. */
 type Outcome =
-  | { rpc: string; id: string; ok: true; response: CanonicalState | { pid: number } }
+  | { rpc: string; id: string; ok: true; response: CanonicalState | { pid: number } | Record<string, never> }
   | {
       rpc: string;
       id: string;
@@ -125,12 +139,50 @@ function canonicalState(v: ContainerStateView): CanonicalState {
   };
 }
 
+/**
+ * A Create with `terminal` set, which the wrapper cannot send (it always sends
+ * false): through its underlying generated client, errors decoded as the
+ * wrapper decodes them.
+ */
+function rawCreate(shim: ShimClient, id: string, req: CaseRequest, deadlineMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = { id, bundle: req.bundle ?? "", terminal: req.terminal === true, stdin: req.stdin ?? "", stdout: req.stdout ?? "", stderr: req.stderr ?? "" };
+    shim.raw.create(request, new Metadata(), { deadline: Date.now() + deadlineMs }, (e, r) => (e ? reject(ShimError.fromServiceError(e)) : resolve(r.pid)));
+  });
+}
+
+/** One call through the TypeScript client; the response in the form interop.py prints it. */
+async function tsCall(shim: ShimClient, c: Case): Promise<Exclude<Outcome, { ok: false }>["response"]> {
+  const opts = { deadlineMs: 20_000 };
+  const req = c.request ?? {};
+  switch (c.rpc) {
+    case "State":
+      return canonicalState(await shim.state(c.id, opts));
+    case "Start":
+      return { pid: await shim.start(c.id, opts) };
+    case "Create":
+      if (req.terminal === true) return { pid: await rawCreate(shim, c.id, req, opts.deadlineMs) };
+      return { pid: await shim.create(c.id, { bundle: req.bundle ?? "", stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }, opts) };
+    case "Kill":
+      await shim.kill(c.id, req.signal ?? 0, { ...opts, all: req.all === true });
+      return {};
+    case "Pause":
+      await shim.pause(c.id, opts);
+      return {};
+    case "Resume":
+      await shim.resume(c.id, opts);
+      return {};
+    case "Delete":
+      return { pid: await shim.delete(c.id, { ...opts, force: req.force === true }) };
+  }
+}
+
 /** The same cases through the package's TypeScript client (createShimClient). */
 async function tsCalls(shim: ShimClient, cases: Case[]): Promise<Outcome[]> {
   const out: Outcome[] = [];
   for (const c of cases) {
     try {
-      const response = c.rpc === "State" ? canonicalState(await shim.state(c.id, { deadlineMs: 20_000 })) : { pid: await shim.start(c.id, { deadlineMs: 20_000 }) };
+      const response = await tsCall(shim, c);
       out.push({ rpc: c.rpc, id: c.id, ok: true, response });
     } catch (e) {
       if (!(e instanceof ShimError)) throw e;
@@ -176,7 +228,7 @@ function failed(o: Outcome | undefined): [string, string, string | undefined, st
 
 function stateOf(o: Outcome | undefined): CanonicalState {
   if (o === undefined || !o.ok || !("status" in o.response)) throw new Error(`expected a State response, got ${JSON.stringify(o)}`);
-  return o.response;
+  return o.response as CanonicalState;
 }
 
 /** RFC 3339 (any number of fraction digits) -> seconds and nanos. */
@@ -307,6 +359,291 @@ describe.skipIf(SKIP)("Python client interop (grpcio, stubs generated from proto
   }, TEST_TIMEOUT_MS);
 });
 
+describe.skipIf(SKIP)("Python client interop: Create, Kill, Pause, Resume, Delete", () => {
+  let fx: RuncFixture;
+  let server: ServerProcess;
+  let shim: ShimClient;
+  let target: string;
+  /** Ids that Create may have made (the fixture only knows its own `runc create`s): `runc delete -f` in afterAll. */
+  const made = new Set<string>();
+  const missing = "rs-interop-lifecycle-no-such";
+
+  beforeAll(async () => {
+    fx = new RuncFixture("runc-shim-interop-life-");
+    server = await startServer(fx.root);
+    shim = createShimClient(server.socket);
+    target = `unix://${server.socket}`;
+  });
+
+  afterAll(async () => {
+    shim?.close();
+    await stopServer(server);
+    for (const id of made) {
+      // A paused container cannot be deleted until thawed (as in RuncFixture.cleanup).
+      fx?.tryRunc("resume", id);
+      fx?.tryRunc("delete", "-f", id);
+    }
+    fx?.cleanup();
+  });
+
+  /** A fresh unique id, deleted with `runc delete -f` at the end whatever happens to it. */
+  function newId(): string {
+    const id = uniqueId();
+    made.add(id);
+    return id;
+  }
+
+  /** runc says the container does not exist, and its state dir is gone. */
+  function expectGone(id: string): void {
+    const r = fx.tryRunc("state", id);
+    expect(r.status, `runc state ${id}`).toBe(1);
+    expect(r.stderr).toContain('msg="container does not exist"');
+    expect(fs.existsSync(path.join(fx.root, id))).toBe(false);
+  }
+
+  /** `runc create` + `runc start` (runc's own, not the shim's). */
+  function running(): string {
+    const id = fx.create();
+    fx.runc("start", id);
+    return id;
+  }
+
+  /** A container whose init was SIGKILLed by runc, once runc sees it stopped. */
+  async function stopped(): Promise<string> {
+    const id = running();
+    fx.runc("kill", id, "KILL");
+    await waitFor(() => fx.state(id).status === "stopped", 5000, `runc to see ${id} stopped`);
+    return id;
+  }
+
+  it("agrees on Create: OK with the init pid, ALREADY_EXISTS, INVALID_ARGUMENT (relative bundle, terminal), RUNC_FAILED", async () => {
+    const byPython = newId();
+    const byTs = newId();
+    const out = (id: string): string => path.join(fx.dir, `${id}.out`);
+    // Create changes the root, so each client creates its own container; stdout/stderr go through the request.
+    const createOf = (id: string): Case => ({ rpc: "Create", id, request: { bundle: fx.bundle, stdout: out(id), stderr: out(id) } });
+    const pyCreate = await pyCalls(target, [createOf(byPython)]);
+    const tsCreate = await tsCalls(shim, [createOf(byTs)]);
+    expect(pyCreate).toEqual([{ rpc: "Create", id: byPython, ok: true, response: { pid: fx.initPid(byPython) } }]);
+    expect(tsCreate).toEqual([{ rpc: "Create", id: byTs, ok: true, response: { pid: fx.initPid(byTs) } }]);
+    const pyPid = fx.initPid(byPython);
+    for (const id of [byPython, byTs]) {
+      expect(fx.initPid(id)).toBeGreaterThan(0);
+      expect(fx.state(id)).toMatchObject({ status: "created", pid: fx.initPid(id), bundle: fx.bundle });
+      // The server opened the stdout path it was given: created 0600.
+      expect(fs.statSync(out(id)).mode & 0o777).toBe(0o600);
+    }
+
+    // A bundle whose process.args[0] is not in its rootfs: runc create itself fails.
+    const noExec = makeBundle(path.join(fx.dir, "bundle-no-exec"), ["/bin/no-such-binary"]);
+    const [relative, terminal, runcFails] = [newId(), newId(), newId()];
+    const cases: Case[] = [
+      { rpc: "Create", id: byPython, request: { bundle: fx.bundle } },
+      { rpc: "Create", id: relative, request: { bundle: "relative/bundle" } },
+      { rpc: "Create", id: terminal, request: { bundle: fx.bundle, terminal: true } },
+      { rpc: "Create", id: runcFails, request: { bundle: noExec } },
+    ];
+    const r = await bothAgree(target, shim, cases);
+    expect(failed(r[0])).toEqual(["ALREADY_EXISTS", "container with given ID already exists", "CONTAINER_EXISTS", "runc-shim", { container_id: byPython }]);
+    expect(failed(r[1])).toEqual(["INVALID_ARGUMENT", 'bundle "relative/bundle" is not an absolute path', "INVALID_ARGUMENT", "runc-shim", { container_id: relative }]);
+    expect(failed(r[2])).toEqual([
+      "INVALID_ARGUMENT",
+      "terminal is not supported: runc-shim provides no console socket (runc create --console-socket)",
+      "INVALID_ARGUMENT",
+      "runc-shim",
+      { container_id: terminal },
+    ]);
+    expect(failed(r[3])).toEqual([
+      "FAILED_PRECONDITION",
+      'runc create failed: unable to start container process: exec: "/bin/no-such-binary": stat /bin/no-such-binary: no such file or directory',
+      "RUNC_FAILED",
+      "runc-shim",
+      { container_id: runcFails },
+    ]);
+    // The existing container is untouched; nothing was made for the failed ones.
+    expect(fx.state(byPython)).toMatchObject({ status: "created", pid: pyPid });
+    for (const id of [relative, terminal, runcFails]) expectGone(id);
+  }, TEST_TIMEOUT_MS);
+
+  it("agrees on Create's RUNC_NOT_FOUND (a server whose --runc cannot be run)", async () => {
+    const noRunc = await startServer(fx.root, ["--runc", "/nonexistent/runc-shim-test/runc"]);
+    const shim2 = createShimClient(noRunc.socket);
+    try {
+      const id = newId();
+      const [o] = await bothAgree(`unix://${noRunc.socket}`, shim2, [{ rpc: "Create", id, request: { bundle: fx.bundle } }]);
+      expect(failed(o)).toEqual([
+        "FAILED_PRECONDITION",
+        'cannot run runc binary "/nonexistent/runc-shim-test/runc" (--runc): spawn /nonexistent/runc-shim-test/runc ENOENT',
+        "RUNC_NOT_FOUND",
+        "runc-shim",
+        { container_id: id },
+      ]);
+      expectGone(id);
+    } finally {
+      shim2.close();
+      await stopServer(noRunc);
+    }
+  }, TEST_TIMEOUT_MS);
+
+  it("agrees on Kill: OK, INVALID_ARGUMENT for signal 65, CONTAINER_NOT_RUNNING once stopped, NOT_FOUND", async () => {
+    const byPython = running();
+    const byTs = running();
+
+    const live = await bothAgree(target, shim, [
+      { rpc: "Kill", id: byPython, request: { signal: 65 } },
+      { rpc: "Kill", id: missing, request: { signal: 9 } },
+    ]);
+    expect(failed(live[0])).toEqual(["INVALID_ARGUMENT", "invalid signal 65: expected 1-64 (0 means SIGTERM)", "INVALID_ARGUMENT", "runc-shim", { container_id: byPython }]);
+    expect(failed(live[1])).toEqual(["NOT_FOUND", "container does not exist", "CONTAINER_NOT_EXISTS", "runc-shim", { container_id: missing }]);
+    expect(fx.state(byPython)).toMatchObject({ status: "running", pid: fx.initPid(byPython) }); // nothing was signalled
+
+    // Kill changes the container, so each client kills its own (SIGKILL: Kill answers once the init is dead).
+    const pyKill = await pyCalls(target, [{ rpc: "Kill", id: byPython, request: { signal: 9 } }]);
+    const tsKill = await tsCalls(shim, [{ rpc: "Kill", id: byTs, request: { signal: 9 } }]);
+    expect(pyKill).toEqual([{ rpc: "Kill", id: byPython, ok: true, response: {} }]);
+    expect(tsKill).toEqual([{ rpc: "Kill", id: byTs, ok: true, response: {} }]);
+    // Kill waits at most 100 ms for the init to die; a loaded machine may take longer to tear its pid namespace down.
+    await waitFor(() => fx.state(byPython).status === "stopped" && fx.state(byTs).status === "stopped", 5000, "runc to see both stopped");
+    for (const id of [byPython, byTs]) expect(fx.state(id)).toMatchObject({ status: "stopped", pid: 0 });
+
+    const dead = await bothAgree(target, shim, [
+      { rpc: "Kill", id: byPython, request: { signal: 9 } },
+      { rpc: "Kill", id: byPython, request: { signal: 9, all: true } },
+      { rpc: "State", id: byPython },
+    ]);
+    expect(failed(dead[0])).toEqual(["FAILED_PRECONDITION", "container not running", "CONTAINER_NOT_RUNNING", "runc-shim", { container_id: byPython }]);
+    // all: every process of the (empty) cgroup, as `runc kill --all` on a stopped container: OK.
+    expect(dead[1]).toEqual({ rpc: "Kill", id: byPython, ok: true, response: {} });
+    expect(stateOf(dead[2])).toMatchObject({ status: "CONTAINER_STATUS_STOPPED", pid: 0 });
+    // runc answers the same.
+    expect(fx.tryRunc("kill", byPython, "KILL").stderr).toContain('msg="container not running"');
+    expect(fx.tryRunc("kill", "--all", byPython, "KILL").status).toBe(0);
+    expect(fx.state(byPython).status).toBe("stopped");
+  }, TEST_TIMEOUT_MS);
+
+  it("agrees on Pause and Resume: OK, CONTAINER_NOT_RUNNING, CONTAINER_NOT_PAUSED, NOT_FOUND, NO_FREEZER", async () => {
+    const byPython = running();
+    const byTs = running();
+    const dead = await stopped();
+
+    const wrong = await bothAgree(target, shim, [
+      { rpc: "Resume", id: byPython },
+      { rpc: "Pause", id: dead },
+      { rpc: "Resume", id: dead },
+      { rpc: "Pause", id: missing },
+      { rpc: "Resume", id: missing },
+    ]);
+    expect(failed(wrong[0])).toEqual(["FAILED_PRECONDITION", "container not paused", "CONTAINER_NOT_PAUSED", "runc-shim", { container_id: byPython }]);
+    expect(failed(wrong[1])).toEqual(["FAILED_PRECONDITION", "container not running", "CONTAINER_NOT_RUNNING", "runc-shim", { container_id: dead }]);
+    expect(failed(wrong[2])).toEqual(["FAILED_PRECONDITION", "container not paused", "CONTAINER_NOT_PAUSED", "runc-shim", { container_id: dead }]);
+    for (const o of [wrong[3], wrong[4]]) {
+      expect(failed(o)).toEqual(["NOT_FOUND", "container does not exist", "CONTAINER_NOT_EXISTS", "runc-shim", { container_id: missing }]);
+    }
+    expect(fx.state(byPython).status).toBe("running");
+    expect(fx.state(dead).status).toBe("stopped");
+
+    // Pause and Resume change the container, so each client pauses and resumes its own.
+    expect(await pyCalls(target, [{ rpc: "Pause", id: byPython }])).toEqual([{ rpc: "Pause", id: byPython, ok: true, response: {} }]);
+    expect(await tsCalls(shim, [{ rpc: "Pause", id: byTs }])).toEqual([{ rpc: "Pause", id: byTs, ok: true, response: {} }]);
+    for (const id of [byPython, byTs]) expect(fx.state(id)).toMatchObject({ status: "paused", pid: fx.initPid(id) });
+
+    const paused = await bothAgree(target, shim, [
+      { rpc: "Pause", id: byPython },
+      { rpc: "State", id: byPython },
+    ]);
+    expect(failed(paused[0])).toEqual(["FAILED_PRECONDITION", "container not running", "CONTAINER_NOT_RUNNING", "runc-shim", { container_id: byPython }]);
+    expect(stateOf(paused[1])).toMatchObject({ status: "CONTAINER_STATUS_PAUSED", pid: fx.initPid(byPython) });
+    expect(fx.tryRunc("pause", byPython).stderr).toContain('msg="container not running"'); // runc's words too
+
+    expect(await pyCalls(target, [{ rpc: "Resume", id: byPython }])).toEqual([{ rpc: "Resume", id: byPython, ok: true, response: {} }]);
+    expect(await tsCalls(shim, [{ rpc: "Resume", id: byTs }])).toEqual([{ rpc: "Resume", id: byTs, ok: true, response: {} }]);
+    for (const id of [byPython, byTs]) expect(fx.state(id)).toMatchObject({ status: "running", pid: fx.initPid(id) });
+    expect(fx.tryRunc("resume", byPython).stderr).toContain('msg="container not paused"');
+
+    // No freezer cgroup: a state dir whose cgroup_paths is empty, its init a `sleep` of this test.
+    const init = await spawnInit();
+    const noFreezer = newId();
+    try {
+      writeFakeContainer(fx.root, noFreezer, init, { created: false, bundle: fx.bundle });
+      const r = await bothAgree(target, shim, [
+        { rpc: "Pause", id: noFreezer },
+        { rpc: "State", id: noFreezer },
+      ]);
+      expect(failed(r[0])).toEqual([
+        "FAILED_PRECONDITION",
+        "cannot toggle freezer: cgroups not configured for container",
+        "NO_FREEZER",
+        "runc-shim",
+        { container_id: noFreezer },
+      ]);
+      expect(stateOf(r[1])).toMatchObject({ status: "CONTAINER_STATUS_RUNNING", pid: init.pid });
+      expect(fx.state(noFreezer)).toMatchObject({ status: "running", pid: init.pid });
+    } finally {
+      await init.kill();
+    }
+  }, TEST_TIMEOUT_MS);
+
+  it("agrees on Delete: OK with the pid, CONTAINER_NOT_STOPPED without force, force OK, NOT_FOUND", async () => {
+    const [stoppedPy, stoppedTs] = [await stopped(), await stopped()];
+    const [createdPy, createdTs] = [fx.create(), fx.create()];
+    const [runningPy, runningTs] = [running(), running()];
+    const paused = running();
+    fx.runc("pause", paused);
+    const pid = new Map([stoppedPy, stoppedTs, createdPy, createdTs, runningPy, runningTs].map((id) => [id, fx.initPid(id)]));
+
+    const refused = await bothAgree(target, shim, [
+      { rpc: "Delete", id: runningPy },
+      { rpc: "Delete", id: paused },
+      { rpc: "Delete", id: missing },
+      { rpc: "Delete", id: missing, request: { force: true } },
+    ]);
+    expect(failed(refused[0])).toEqual([
+      "FAILED_PRECONDITION",
+      `cannot delete container ${runningPy} that is not stopped: running`,
+      "CONTAINER_NOT_STOPPED",
+      "runc-shim",
+      { container_id: runningPy },
+    ]);
+    expect(failed(refused[1])).toEqual([
+      "FAILED_PRECONDITION",
+      `cannot delete container ${paused} that is not stopped: paused`,
+      "CONTAINER_NOT_STOPPED",
+      "runc-shim",
+      { container_id: paused },
+    ]);
+    expect(failed(refused[2])).toEqual(["NOT_FOUND", "container does not exist", "CONTAINER_NOT_EXISTS", "runc-shim", { container_id: missing }]);
+    // force makes a missing container a success, as `runc delete --force`.
+    expect(refused[3]).toEqual({ rpc: "Delete", id: missing, ok: true, response: { pid: 0 } });
+    expect(fx.state(runningPy)).toMatchObject({ status: "running", pid: pid.get(runningPy) });
+    expect(fx.state(paused).status).toBe("paused");
+    expect(fx.tryRunc("delete", runningPy).stderr).toContain(`msg="cannot delete container ${runningPy} that is not stopped: running`);
+
+    // Delete removes the container, so each client deletes its own: stopped and created without force, running with force.
+    const py = await pyCalls(target, [
+      { rpc: "Delete", id: stoppedPy },
+      { rpc: "Delete", id: createdPy },
+      { rpc: "Delete", id: runningPy, request: { force: true } },
+    ]);
+    const ts = await tsCalls(shim, [
+      { rpc: "Delete", id: stoppedTs },
+      { rpc: "Delete", id: createdTs },
+      { rpc: "Delete", id: runningTs, request: { force: true } },
+    ]);
+    expect(py).toEqual([stoppedPy, createdPy, runningPy].map((id) => ({ rpc: "Delete", id, ok: true, response: { pid: pid.get(id) } })));
+    expect(ts).toEqual([stoppedTs, createdTs, runningTs].map((id) => ({ rpc: "Delete", id, ok: true, response: { pid: pid.get(id) } })));
+    for (const id of [stoppedPy, stoppedTs, createdPy, createdTs, runningPy, runningTs]) {
+      expect(pid.get(id)).toBeGreaterThan(0);
+      expectGone(id);
+      fx.forget(id);
+    }
+    // Gone for both clients now.
+    const gone = await bothAgree(target, shim, [{ rpc: "Delete", id: stoppedPy }, { rpc: "State", id: runningPy }]);
+    expect(failed(gone[0])).toEqual(["NOT_FOUND", "container does not exist", "CONTAINER_NOT_EXISTS", "runc-shim", { container_id: stoppedPy }]);
+    expect(failed(gone[1])).toEqual(["NOT_FOUND", "container does not exist", "CONTAINER_NOT_EXISTS", "runc-shim", { container_id: runningPy }]);
+    expect(fx.state(paused).status).toBe("paused");
+  }, TEST_TIMEOUT_MS);
+});
+
 /** What reflection.py prints (see its main()). */
 interface ReflectionReport {
   reflection: Record<
@@ -317,6 +654,7 @@ interface ReflectionReport {
       files: Array<{ name: string; package: string; syntax: string; dependency: string[] }>;
       shimFile: string;
       negativeControl: { rejected: boolean; error: string | null };
+      methods: Record<string, { input: string; output: string; inputFields: Record<string, number>; clientStreaming: boolean; serverStreaming: boolean }>;
       rpc: {
         trail: Array<{ file_containing_symbol?: string; file_by_filename?: string; served: string[] }>;
         files: Array<{ name: string; package: string; syntax: string; dependency: string[] }>;
@@ -348,7 +686,27 @@ interface ReflectionReport {
   };
   stateJson: Record<string, unknown>;
   health: Record<string, { status?: string; code?: string; message?: string }>;
+  lifecycleJson: Record<"killSignal65" | "deleteMissing" | "deleteMissingForce", { response?: Record<string, unknown>; code?: string; message?: string }>;
 }
+
+/** Every method of runcshim.v1.ShimService as reflection must resolve it (request fields by number, from shim.proto). */
+const SHIM_METHODS = {
+  Start: { input: "runcshim.v1.StartRequest", output: "runcshim.v1.StartResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  State: { input: "runcshim.v1.StateRequest", output: "runcshim.v1.StateResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  List: { input: "runcshim.v1.ListRequest", output: "runcshim.v1.ListResponse", inputFields: {}, clientStreaming: false, serverStreaming: false },
+  Watch: { input: "runcshim.v1.WatchRequest", output: "runcshim.v1.WatchResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: true },
+  Create: {
+    input: "runcshim.v1.CreateRequest",
+    output: "runcshim.v1.CreateResponse",
+    inputFields: { id: 1, bundle: 2, terminal: 4, stdin: 5, stdout: 6, stderr: 7 },
+    clientStreaming: false,
+    serverStreaming: false,
+  },
+  Kill: { input: "runcshim.v1.KillRequest", output: "runcshim.v1.KillResponse", inputFields: { id: 1, signal: 3, all: 4 }, clientStreaming: false, serverStreaming: false },
+  Pause: { input: "runcshim.v1.PauseRequest", output: "runcshim.v1.PauseResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  Resume: { input: "runcshim.v1.ResumeRequest", output: "runcshim.v1.ResumeResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
+  Delete: { input: "runcshim.v1.DeleteRequest", output: "runcshim.v1.DeleteResponse", inputFields: { id: 1, force: 3 }, clientStreaming: false, serverStreaming: false },
+};
 
 describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, from Python", () => {
   let fx: RuncFixture;
@@ -367,9 +725,9 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
     fx?.cleanup();
   });
 
-  it("links the reflected files strictly and calls State and Health from them", async () => {
+  it("links the reflected files strictly, resolves every ShimService method and google.rpc's error model, decodes a real error's details, and calls State, Kill, Delete and Health from them", async () => {
     const id = fx.create();
-    const missing = "rs-reflection-missing";
+    const missing = "rs-reflection-no-such";
     const report = await runPython<ReflectionReport>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--id", id, "--missing-id", missing]);
 
     for (const version of ["v1", "v1alpha"] as const) {
@@ -386,6 +744,8 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
       expect(r.trail).toContainEqual({ file_by_filename: "google/protobuf/timestamp.proto", served: expect.arrayContaining(["google/protobuf/timestamp.proto"]) });
       // The pool really is strict: shim.proto alone does not link.
       expect(r.negativeControl.rejected).toBe(true);
+      // Every method, the lifecycle ones included, resolves with its request and response types.
+      expect(r.methods, version).toEqual(SHIM_METHODS);
 
       // The richer error model's files are served although no service names them (grpcurl decodes
       // ErrorInfo only then): found by symbol, their imports by file name, linked strictly.
@@ -446,6 +806,14 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
     const { created, ...rest } = report.stateJson;
     expect(rest).toEqual({ id, bundle: view.bundle, pid: view.pid, status: "CONTAINER_STATUS_CREATED", rootfs: view.rootfs, ociVersion: view.ociVersion });
     expect(parseRfc3339(created as string)).toEqual({ seconds: view.createdSeconds, nanos: view.createdNanos });
+
+    // JSON bodies through the reflected KillRequest/DeleteRequest: signal (field 3) and force (field 3) reach the server.
+    expect(report.lifecycleJson).toEqual({
+      killSignal65: { code: "INVALID_ARGUMENT", message: "invalid signal 65: expected 1-64 (0 means SIGTERM)" },
+      deleteMissing: { code: "NOT_FOUND", message: "container does not exist" },
+      deleteMissingForce: { response: { pid: 0 } },
+    });
+    expect(fx.state(id)).toMatchObject({ status: "created", pid: view.pid }); // the refused Kill signalled nothing
 
     expect(report.health[""]).toEqual({ status: "SERVING" });
     expect(report.health["runcshim.v1.ShimService"]).toEqual({ status: "SERVING" });

@@ -6,7 +6,16 @@ repository's proto/runcshim/v1/shim.proto and from google/rpc/status.proto and
 google/rpc/error_details.proto of the npm package google-proto-files
 (google/protobuf/*.proto come from grpc_tools' bundled includes), then makes the
 calls listed on stdin against the server and prints one JSON document on
-stdout, a list with one entry per call:
+stdout, a list with one entry per call.
+
+Each call on stdin is {"rpc": NAME, "id": ID, "request": {FIELD: VALUE, ...}}:
+NAME is any unary method of runcshim.v1.ShimService (State, Start, Create,
+Kill, Pause, Resume, Delete), ID goes to the request's `id` field, and
+the optional "request" object holds the request message's other fields by
+their proto names (e.g. {"bundle": "/b", "stdout": "/tmp/out"} for Create,
+{"signal": 9, "all": true} for Kill, {"force": true} for Delete), so a new
+field or method needs no change here. Entries without "request" (the older
+format) send the id alone.
 
   ok:    {"rpc", "id", "ok": true, "response": {...}}
   error: {"rpc", "id", "ok": false, "code": "NOT_FOUND", "message": "...",
@@ -15,13 +24,17 @@ stdout, a list with one entry per call:
 
 errorInfo is decoded from the google.rpc.Status in the grpc-status-details-bin
 trailing metadata; detailsStatus is that Status's own code and message.
+A StateResponse is printed as state_dict() does; any other response as its
+fields by JSON name, every field present (defaults included: {"pid": 0}, and
+{} for an empty message).
 
 Usage: /usr/bin/python3 test/interop/interop.py --target unix:///path/shim.sock \
-           < '[{"rpc": "State", "id": "c1"}, {"rpc": "Start", "id": "c1"}]'
+           < '[{"rpc": "State", "id": "c1"}, {"rpc": "Kill", "id": "c1", "request": {"signal": 9}}]'
 
 Needs Debian's python3-grpcio and python3-grpc-tools (use /usr/bin/python3).
 Exit codes: 0 all calls made (errors from the server are results, not
-failures), 2 bad usage or stub generation failed.
+failures), 2 bad usage (an unknown method, a streaming one, an unknown request
+field or a value of the wrong type) or stub generation failed.
 """
 
 import argparse
@@ -114,6 +127,41 @@ def state_dict(shim_pb2, r):
     }
 
 
+def response_dict(shim_pb2, r):
+    """The canonical form of a response: StateResponse as state_dict, any other by JSON field name, defaults included."""
+    if r.DESCRIPTOR.full_name == "runcshim.v1.StateResponse":
+        return state_dict(shim_pb2, r)
+    out = {}
+    for f in r.DESCRIPTOR.fields:
+        if f.label == f.LABEL_REPEATED or f.type == f.TYPE_MESSAGE:
+            fail(f"{r.DESCRIPTOR.full_name}.{f.name}: only scalar response fields are printed")
+        value = getattr(r, f.name)
+        out[f.json_name] = f.enum_type.values_by_number[value].name if f.enum_type is not None else value
+    return out
+
+
+def build_request(shim_pb2, rpc, cid, fields):
+    """The method descriptor and request message of one call: `id` (when the request has one) plus `fields` by proto name."""
+    service = shim_pb2.DESCRIPTOR.services_by_name["ShimService"]
+    method = service.methods_by_name.get(rpc)
+    if method is None:
+        fail(f"unknown rpc {rpc!r} (ShimService has {sorted(service.methods_by_name)})")
+    if method.server_streaming or method.client_streaming:
+        fail(f"rpc {rpc!r} streams: only unary methods are supported")
+    req_cls = getattr(shim_pb2, method.input_type.name)
+    if not isinstance(fields, dict):
+        fail(f"{rpc} {cid!r}: \"request\" must be an object, got {fields!r}")
+    args = dict(fields)
+    if "id" in req_cls.DESCRIPTOR.fields_by_name:
+        if "id" in args:
+            fail(f"{rpc} {cid!r}: give the id as the call's \"id\", not in \"request\"")
+        args["id"] = cid
+    try:
+        return method, req_cls(**args)
+    except (ValueError, TypeError) as e:
+        fail(f"{rpc} {cid!r}: bad request fields {fields!r} for {req_cls.DESCRIPTOR.full_name}: {e}")
+
+
 def error_dict(status_pb2, error_details_pb2, e):
     """The canonical form of a failed call: code name, message, decoded ErrorInfo."""
     out = {"code": e.code().name, "message": e.details(), "errorInfo": None, "detailsStatus": None}
@@ -141,6 +189,8 @@ def main():
     p.add_argument("--timeout", type=float, default=20.0, help="deadline of each call, seconds")
     args = p.parse_args()
     cases = json.load(sys.stdin)
+    if not isinstance(cases, list) or not all(isinstance(c, dict) and "rpc" in c for c in cases):
+        fail('stdin must be a JSON list of {"rpc", "id", "request"} objects')
 
     out_dir = tempfile.mkdtemp(prefix="runc-shim-interop-")
     try:
@@ -150,18 +200,14 @@ def main():
         results = []
         with grpc.insecure_channel(args.target) as channel:
             stub = shim_pb2_grpc.ShimServiceStub(channel)
-            for case in cases:
-                rpc, cid = case["rpc"], case["id"]
+            # Every request is built before the first call, so a bad entry changes nothing on the server.
+            requests = [(case["rpc"], case.get("id", ""), *build_request(shim_pb2, case["rpc"], case.get("id", ""), case.get("request", {})))
+                        for case in cases]
+            for rpc, cid, method, request in requests:
                 entry = {"rpc": rpc, "id": cid}
                 try:
-                    if rpc == "State":
-                        r = stub.State(shim_pb2.StateRequest(id=cid), timeout=args.timeout)
-                        entry.update(ok=True, response=state_dict(shim_pb2, r))
-                    elif rpc == "Start":
-                        r = stub.Start(shim_pb2.StartRequest(id=cid), timeout=args.timeout)
-                        entry.update(ok=True, response={"pid": r.pid})
-                    else:
-                        fail(f"unknown rpc {rpc!r}")
+                    r = getattr(stub, method.name)(request, timeout=args.timeout)
+                    entry.update(ok=True, response=response_dict(shim_pb2, r))
                 except grpc.RpcError as e:
                     entry.update(ok=False, **error_dict(status_pb2, error_details_pb2, e))
                 results.append(entry)

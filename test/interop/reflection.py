@@ -7,9 +7,14 @@ ServerReflectionInfo it lists the services, asks for the file containing
 runcshim.v1.ShimService (and grpc.health.v1.Health), follows every
 `dependency` through file_by_filename, and links the files into a fresh
 DescriptorPool in dependency order, failing when a dependency was not served.
-With message classes built from that pool (message_factory) it then calls
-State with a generic unary call (a message built in code, and a JSON body
-parsed with json_format as `grpcurl -d` does) and grpc.health.v1.Health/Check.
+Every method of runcshim.v1.ShimService is resolved from that pool (its
+request and response message classes built, its streaming flags read from the
+served FileDescriptorProto), as `grpcurl describe` does. With message classes
+built from that pool (message_factory) it then calls State with a generic
+unary call (a message built in code, and a JSON body parsed with json_format
+as `grpcurl -d` does), Kill and Delete with JSON bodies (Kill of `--id`, a
+container the Kill must not signal, and Delete of `--missing-id`, one that
+does not exist), and grpc.health.v1.Health/Check.
 
 Error details, as grpcurl prints them: it resolves google.rpc.Status and
 google.rpc.ErrorInfo by file_containing_symbol (and their dependencies by
@@ -24,7 +29,8 @@ the reflection protos that the npm package @grpc/reflection ships
 (node_modules/@grpc/reflection/build/proto), compiled with grpc_tools.protoc
 into a descriptor set in a temporary directory and loaded into a private pool.
 
-Usage: /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --id CONTAINER_ID [--missing-id ID]
+Usage: /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --id CONTAINER_ID \
+           [--missing-id ID_THAT_DOES_NOT_EXIST]
        /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --calls < calls.json
 
 With --calls it reads a JSON array of grpcurl invocations from stdin —
@@ -222,6 +228,50 @@ def describe_files(files, order):
             for n in order]
 
 
+def describe_methods(pool, files, shim_file):
+    """Each ShimService method resolved from the strict pool: request/response types (classes built), request fields, streaming flags as served."""
+    svc = pool.FindServiceByName(SHIM_SERVICE)
+    served = {m.name: m for sp in files[shim_file].service if f"{files[shim_file].package}.{sp.name}" == SHIM_SERVICE
+              for m in sp.method}
+    out = {}
+    for m in svc.methods:
+        message_class(pool, m.input_type.full_name)
+        message_class(pool, m.output_type.full_name)
+        raw = served.get(m.name)
+        if raw is None:
+            raise StrictError(f"method {m.name} is in the pool but not in the served {shim_file}")
+        out[m.name] = {
+            "input": m.input_type.full_name,
+            "output": m.output_type.full_name,
+            "inputFields": {f.name: f.number for f in m.input_type.fields},
+            "clientStreaming": raw.client_streaming,
+            "serverStreaming": raw.server_streaming,
+        }
+    return out
+
+
+def json_call(channel, pool, method_name, body, timeout):
+    """A unary ShimService call from a JSON body, as `grpcurl -d BODY`: the answer as proto3 JSON, or the error's code and message."""
+    svc = pool.FindServiceByName(SHIM_SERVICE)
+    method = svc.methods_by_name[method_name]
+    req_cls = message_class(pool, method.input_type.full_name)
+    resp_cls = message_class(pool, method.output_type.full_name)
+    raw = channel.unary_unary(f"/{svc.full_name}/{method.name}")
+    try:
+        reply = raw(json_format.Parse(json.dumps(body), req_cls()).SerializeToString(), timeout=timeout)
+    except grpc.RpcError as e:
+        return {"code": e.code().name, "message": e.details()}
+    return {"response": to_json_with_defaults(resp_cls.FromString(reply))}
+
+
+def to_json_with_defaults(msg):
+    """proto3 JSON as a dict, fields at their default included ({"pid": 0}); the keyword changed in protobuf 5.26."""
+    try:
+        return json_format.MessageToDict(msg, including_default_value_fields=True)
+    except TypeError:
+        return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
+
+
 def error_details(channel, path, req_cls, missing_id, pool, client, timeout):
     """A real failing call, its grpc-status-details-bin decoded with reflected descriptors only.
 
@@ -312,10 +362,10 @@ def enum_name(msg, field):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", required=True, help="gRPC target, e.g. unix:///run/runc-shim/shim.sock")
-    p.add_argument("--id", help="a container id to call State for (required without --calls)")
+    p.add_argument("--id", help="a container id to call State and Kill for (required without --calls)")
     p.add_argument("--calls", action="store_true", help="perform the grpcurl invocations read from stdin (JSON)")
     p.add_argument("--missing-id", default="rs-reflection-no-such",
-                   help="a container id that does not exist, for the error-details call")
+                   help="a container id that does not exist, for the error-details call and Delete")
     p.add_argument("--timeout", type=float, default=20.0, help="deadline of each call, seconds")
     args = p.parse_args()
     if args.calls:
@@ -363,6 +413,7 @@ def main():
                     "files": describe_files(files, order),
                     "shimFile": shim_file,
                     "negativeControl": negative_control(files, shim_file),
+                    "methods": describe_methods(pool, files, shim_file),
                     "rpc": {
                         "trail": rpc_trail,
                         "files": describe_files(rpc_files, rpc_order),
@@ -411,6 +462,15 @@ def main():
 
             report["errorDetails"] = error_details(channel, path, req_cls, args.missing_id, rpc_pools["v1"],
                                                    clients["v1"], args.timeout)
+
+            # Lifecycle calls from JSON bodies and the reflected request types: the field numbers of
+            # `signal` and `force` must reach the server (a signal of 65 is refused before anything is
+            # signalled; force turns a missing container's NOT_FOUND into OK).
+            report["lifecycleJson"] = {
+                "killSignal65": json_call(channel, pool, "Kill", {"id": args.id, "signal": 65}, args.timeout),
+                "deleteMissing": json_call(channel, pool, "Delete", {"id": args.missing_id}, args.timeout),
+                "deleteMissingForce": json_call(channel, pool, "Delete", {"id": args.missing_id, "force": True}, args.timeout),
+            }
 
             # grpc.health.v1.Health/Check, also from the reflected descriptors.
             hsvc = pool.FindServiceByName(HEALTH_SERVICE)

@@ -22,6 +22,7 @@ describe("the error table (libcontainer code -> gRPC status)", () => {
       RuncFailed: ["FAILED_PRECONDITION", "RUNC_FAILED"],
       RuncNotFound: ["FAILED_PRECONDITION", "RUNC_NOT_FOUND"],
       NoFreezer: ["FAILED_PRECONDITION", "NO_FREEZER"],
+      ResourceExhausted: ["RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"],
       DeadlineExceeded: ["DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"],
       Cancelled: ["CANCELLED", "CANCELLED"],
       InvalidRequest: ["INVALID_ARGUMENT", "INVALID_REQUEST"],

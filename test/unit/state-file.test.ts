@@ -84,3 +84,15 @@ describe("labels -> bundle and annotations (runc 1.1.5 utils.Annotations)", () =
     });
   });
 });
+
+describe("jsonDepth (the scan that bounds nesting before a parse)", () => {
+  it("counts nesting outside strings and stops past the limit", async () => {
+    const { jsonDepth } = await import("../../src/runtime/state-bounds.js");
+    const enc = (s: string) => Buffer.from(s);
+    expect(jsonDepth(enc("{}"), 64)).toBe(1);
+    expect(jsonDepth(enc('{"a":[1,{"b":[]}]}'), 64)).toBe(4);
+    expect(jsonDepth(enc('{"a":"[[[[\\"[[["}'), 64)).toBe(1);
+    expect(jsonDepth(enc("[".repeat(1000)), 64)).toBe(65);
+    expect(jsonDepth(enc("1"), 64)).toBe(0);
+  });
+});

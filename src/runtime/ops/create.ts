@@ -112,8 +112,10 @@ function openStdio(what: string, file: string, write: boolean): number {
  * that exists, opens the stdio paths, runs runc ({@link runcCreate}) and
  * answers with the init pid once the init waits on the exec fifo. Two Creates
  * of one id at once: one succeeds, the other gets `ContainerExists`. Aborted
- * (the client's deadline or cancellation) or past `timeoutMs`: runc is killed
- * and whatever it left is destroyed, so nothing was created.
+ * (the client's deadline or cancellation): runc is left to finish, then what it
+ * created is destroyed (its init killed, its cgroups and state dir removed), so
+ * nothing was created. Past `timeoutMs` (runc hung): runc is killed and what it
+ * left is removed as far as state.json records it.
  *
  * @returns the init pid
  * @throws {RuntimeError} `InvalidIdFormat`; `InvalidArgument` (bundle, terminal, stdio paths);
@@ -148,7 +150,7 @@ export async function createContainer(root: StateRoot, id: string, req: CreateRe
   });
 }
 
-/** After runc was killed mid-create: kill the init and destroy the container if runc got as far as state.json, else remove the dir. */
+/** After an aborted create: kill the init and destroy the container if runc got as far as state.json, else remove the dir. */
 async function removeLeftovers(root: StateRoot, id: string, stateDir: string, ctx: OpContext): Promise<void> {
   try {
     const c = root.load(id);
