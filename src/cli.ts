@@ -91,8 +91,63 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
     .join("");
 }
 
-/** Prints List's answer: the `runc list` table, ids only (`quiet`), or one line of JSON. Load errors go to stderr. */
-function printList(entries: ContainerEntryView[], opts: { json?: boolean; quiet?: boolean }): void {
+/**
+ * JSON as Go's `encoding/json` writes it by default: `JSON.stringify`, plus the
+ * HTML-safe escapes of `<`, `>` and `&` (`\u003c`, `\u003e`, `\u0026`) and of
+ * U+2028 and U+2029 (`\u2028`, `\u2029`), which Go applies inside strings.
+ */
+export function goJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** Compares strings by their UTF-8 bytes, as Go orders map keys. */
+function byUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
+/**
+ * The output of runc 1.1.5's `runc list -f json` for these entries: one line,
+ * an array of runc's `containerState` (list.go) in its field order —
+ * `ociVersion`, `id`, `pid`, `status`, `bundle`, `rootfs`, `created`,
+ * `annotations` (only when there are some: `omitempty`; keys sorted), `owner` —
+ * Go's escaping, and `null` when no container loaded (Go encodes an empty nil
+ * slice so). Entries that failed to load are left out, as runc leaves them out.
+ */
+export function formatRuncListJson(entries: readonly ContainerEntryView[]): string {
+  const states = entries.flatMap((e) => (e.state === undefined ? [] : [e.state]));
+  if (states.length === 0) return "null\n";
+  const items = states.map((s) => {
+    const item: Record<string, unknown> = {
+      ociVersion: s.ociVersion,
+      id: s.id,
+      pid: s.pid,
+      status: s.status,
+      bundle: s.bundle,
+      rootfs: s.rootfs,
+      created: s.created,
+    };
+    const keys = Object.keys(s.annotations).sort(byUtf8);
+    if (keys.length > 0) item.annotations = Object.fromEntries(keys.map((k) => [k, s.annotations[k]]));
+    item.owner = s.owner;
+    return item;
+  });
+  return `${goJson(items)}\n`;
+}
+
+/** How `list` prints: `--format` (runc's table or runc's JSON), `--json` (runc-shim's own shape), `--quiet`. */
+interface ListPrintOptions {
+  json?: boolean;
+  quiet?: boolean;
+  format?: "table" | "json";
+}
+
+/**
+ * Prints List's answer: the `runc list` table, ids only (`quiet`, which wins
+ * over `format` as in runc), `runc list -f json`'s array (`format: "json"`), or
+ * runc-shim's own JSON (`json`). Containers that failed to load go to stderr,
+ * except with `json`, whose entries carry their error.
+ */
+function printList(entries: ContainerEntryView[], opts: ListPrintOptions): void {
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(entries)}\n`);
     return;
@@ -110,6 +165,10 @@ function printList(entries: ContainerEntryView[], opts: { json?: boolean; quiet?
     process.stdout.write(rows.map((r) => `${r[0]}\n`).join(""));
     return;
   }
+  if (opts.format === "json") {
+    process.stdout.write(formatRuncListJson(entries));
+    return;
+  }
   process.stdout.write(formatTable([["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"], ...rows]));
 }
 
@@ -123,14 +182,62 @@ export function formatWatchEvent(ev: WatchEventView, json: boolean, now: Date = 
   return `${time} ${ev.kind} ${ev.id}\n`;
 }
 
-function reportError(e: unknown, json: boolean): number {
+/** What a client command was asked, for telling the user what went wrong in its terms. */
+export interface CallContext {
+  /** `--address` as given. */
+  address: string;
+  /** `--timeout` as given (`500ms`, `10s`, or a bare number of ms); undefined for watch. */
+  timeout?: string;
+}
+
+/**
+ * The message of a failed call, in the user's terms. A failure the server
+ * answered (it sent an ErrorInfo) keeps the server's message. A failure of
+ * the transport (no ErrorInfo) is said anew, naming the socket and the flag
+ * that set it, rather than grpc-js's internals (`Deadline exceeded after
+ * 0.008s,name resolution: ...`, `No connection established. Last error: ...`):
+ * - DEADLINE_EXCEEDED: `no answer from the server at PATH within 1ms (--timeout)`;
+ * - UNAVAILABLE: `no server at PATH: ...` with why (no socket, nothing
+ *   listening, permission denied), or `cannot reach the server at PATH: ...`.
+ */
+export function describeFailure(e: ShimError, ctx: CallContext): string {
+  const details = e.details.replace(/\s*Resolution note:\s*$/, "");
+  if (e.reason !== undefined) return details;
+  let where = ctx.address;
+  try {
+    where = socketPathOf(ctx.address);
+  } catch {
+    // keep the address as given
+  }
+  if (e.codeName === "DEADLINE_EXCEEDED" && ctx.timeout !== undefined) {
+    const within = /^\d+$/.test(ctx.timeout.trim()) ? `${ctx.timeout.trim()}ms` : ctx.timeout.trim();
+    return `no answer from the server at ${where} within ${within} (--timeout)`;
+  }
+  if (e.codeName === "UNAVAILABLE") {
+    const errno = /\bconnect (E[A-Z]+)\b/.exec(details)?.[1];
+    switch (errno) {
+      case "ENOENT":
+        return `no server at ${where}: the socket does not exist (is runc-shim serving there? set --address or RUNC_SHIM_ADDRESS)`;
+      case "ECONNREFUSED":
+        return `no server at ${where}: nothing is listening on that socket (a server that was killed leaves it behind)`;
+      case "EACCES":
+        return `permission denied connecting to ${where} (the socket is root's: run as root, or as a member of the server's --socket-group)`;
+      case undefined:
+        return `lost the server at ${where}: ${details}`;
+      default:
+        return `cannot reach the server at ${where}: connect ${errno}`;
+    }
+  }
+  return details;
+}
+
+function reportError(e: unknown, json: boolean, ctx?: CallContext): number {
   if (e instanceof ShimError) {
+    const message = ctx === undefined ? e.details : describeFailure(e, ctx);
     if (json) {
-      process.stderr.write(`${JSON.stringify({ code: e.codeName, message: e.details, reason: e.reason ?? null, metadata: e.metadata })}\n`);
+      process.stderr.write(`${JSON.stringify({ code: e.codeName, message, reason: e.reason ?? null, metadata: e.metadata })}\n`);
     } else {
-      const details = e.details.replace(/\s*Resolution note:\s*$/, "");
-      const hint = e.codeName === "UNAVAILABLE" ? " (is runc-shim serving on --address?)" : "";
-      process.stderr.write(`runc-shim: ${e.codeName}: ${details}${e.reason ? ` (reason ${e.reason})` : ""}${hint}\n`);
+      process.stderr.write(`runc-shim: ${e.codeName}: ${message}${e.reason ? ` (reason ${e.reason})` : ""}\n`);
     }
     return EXIT.FAILURE;
   }
@@ -145,7 +252,8 @@ function reportError(e: unknown, json: boolean): number {
 interface ClientOptions {
   address: string;
   json?: boolean;
-  timeout: string;
+  /** undefined for watch, which has no deadline. */
+  timeout?: string;
 }
 
 function clientCommand(program: Command, name: string, summary: string, description: string, defaultTimeout: string): Command {
@@ -163,7 +271,7 @@ function clientCommand(program: Command, name: string, summary: string, descript
 async function runClient(opts: ClientOptions, fn: (client: ReturnType<typeof createShimClient>, deadlineMs: number) => Promise<void>): Promise<number> {
   let client: ReturnType<typeof createShimClient> | undefined;
   try {
-    const deadlineMs = parseDuration("--timeout", opts.timeout);
+    const deadlineMs = opts.timeout === undefined ? 0 : parseDuration("--timeout", opts.timeout);
     try {
       socketPathOf(opts.address); // a filesystem path, as the server requires
     } catch (e) {
@@ -173,7 +281,7 @@ async function runClient(opts: ClientOptions, fn: (client: ReturnType<typeof cre
     await fn(client, deadlineMs);
     return EXIT.OK;
   } catch (e) {
-    return reportError(e, opts.json === true);
+    return reportError(e, opts.json === true, { address: opts.address, timeout: opts.timeout });
   } finally {
     client?.close();
   }
@@ -185,7 +293,16 @@ async function runClient(opts: ClientOptions, fn: (client: ReturnType<typeof cre
  */
 export function buildProgram(result: { code: number }): Command {
   const program = new Command("runc-shim")
-    .description("a gRPC shim over a runc state root\nServes Start, State, List and Watch (and health and reflection) for the containers of one runc state root\non a Unix socket, and is also a command-line client of such a server.")
+    .description(
+      "a gRPC shim over a runc state root\n" +
+        "Serves a container's whole life (Create, Start, State, List, Watch, Kill, Pause, Resume, Delete), with\n" +
+        "health and reflection, for the containers of one runc state root on a Unix socket, and is also a\n" +
+        "command-line client of such a server.\n\n" +
+        "EXAMPLES:\n" +
+        "  runc-shim serve --root /run/runc\n" +
+        "  runc-shim create c1 --bundle /containers/c1 && runc-shim start c1\n" +
+        "  runc-shim list -f json",
+    )
     .summary("a gRPC shim over a runc state root")
     .version(VERSION, "-v, --version", "print the version")
     .helpOption("-h, --help", "show help")
@@ -204,7 +321,11 @@ export function buildProgram(result: { code: number }): Command {
         "(at most --shutdown-timeout), the socket is removed, exit 0. A second signal forces.\n" +
         "SIGHUP, SIGUSR1, SIGUSR2: logged and ignored (SIGUSR1 never opens an inspector).\n" +
         "Logging never blocks: past 1 MiB waiting for a slow stderr reader, lines are dropped and counted.\n" +
-        "Exit codes: 0 clean, 1 runtime failure, 2 bad usage or configuration.",
+        "Exit codes: 0 clean, 1 runtime failure, 2 bad usage or configuration.\n\n" +
+        "EXAMPLES:\n" +
+        "  runc-shim serve --root /run/runc --address /run/runc-shim/shim.sock\n" +
+        "  runc-shim serve --root /tmp/myroot --address /tmp/shim/shim.sock --log-format text\n" +
+        "  runc-shim serve --socket-group docker --start-timeout 10s",
     )
     .option("--root <dir>", "the runc state root to serve (created 0700 when missing)", DEFAULT_ROOT)
     .option("--address <path>", "the Unix socket path (parent dir created 0700; socket mode 0600)", DEFAULT_ADDRESS)
@@ -232,13 +353,15 @@ export function buildProgram(result: { code: number }): Command {
     });
 
   clientCommand(program, "state", "output the state of a container",
-    "Prints the state like `runc state` (JSON, 2-space indent); --json prints one line with every field.", "10s")
+    "Prints the state like `runc state` (JSON, 2-space indent); --json prints one line with every field.\n\n" +
+    "EXAMPLES:\n  runc-shim state c1\n  runc-shim state c1 --address /tmp/shim/shim.sock --json", "10s")
     .action(async (id: string, opts: ClientOptions) => {
       result.code = await runClient(opts, async (client, deadlineMs) => printState(await client.state(id, { deadlineMs }), opts.json === true));
     });
 
   clientCommand(program, "start", "executes the user defined process in a created container",
-    "Completes the exec fifo handshake of a created container through the server and prints the init pid.", "70s")
+    "Completes the exec fifo handshake of a created container through the server and prints the init pid.\n\n" +
+    "EXAMPLES:\n  runc-shim start c1\n  runc-shim start c1 --timeout 5s --json", "70s")
     .action(async (id: string, opts: ClientOptions) => {
       result.code = await runClient(opts, async (client, deadlineMs) => {
         const pid = await client.start(id, { deadlineMs });
@@ -308,18 +431,23 @@ export function buildProgram(result: { code: number }): Command {
 
   program
     .command("list")
-    .summary("lists containers started by runc with the given root")
+    .summary("lists the containers of the server's state root")
     .description(
-      "lists containers started by runc with the given root\n" +
-        "Prints the table of `runc list` (ID PID STATUS BUNDLE CREATED OWNER) for the server's state root;\n" +
-        "a container that fails to load is reported on stderr. --json prints one line: an array of\n" +
-        "{id, state} or {id, error: {code, message}} objects.",
+      "lists the containers of the server's state root\n" +
+        "The root is the one the server at --address serves (its serve --root); a client cannot choose it.\n" +
+        "Prints what `runc list` prints for that root: -f table (the default) its table\n" +
+        "(ID PID STATUS BUNDLE CREATED OWNER), -f json the array `runc list -f json` prints, field for\n" +
+        "field (runc 1.1.5); a container that fails to load is left out and reported on stderr.\n" +
+        "--json prints runc-shim's own shape instead, one line: an array of {id, state} (every field of\n" +
+        "State, with createdSeconds and createdNanos) or {id, error: {code, message}} objects.\n\n" +
+        "EXAMPLES:\n  runc-shim list\n  runc-shim list -f json\n  runc-shim list -q\n  runc-shim list --json --address /tmp/shim/shim.sock",
     )
     .addOption(new Option("--address <path>", "the runc-shim socket").default(DEFAULT_ADDRESS).env("RUNC_SHIM_ADDRESS"))
-    .option("--json", "print machine-readable JSON (one line)")
+    .addOption(new Option("-f, --format <format>", "select one of: table or json (as runc list)").choices(["table", "json"]).default("table").conflicts("json"))
+    .option("--json", "print runc-shim's own JSON (one line, load errors included)")
     .option("-q, --quiet", "display only container IDs")
     .option("--timeout <duration>", "deadline of the call (500ms, 10s, 2m)", "30s")
-    .action(async (opts: ClientOptions & { quiet?: boolean }) => {
+    .action(async (opts: ClientOptions & ListPrintOptions) => {
       result.code = await runClient(opts, async (client, deadlineMs) => printList(await client.list({ deadlineMs }), opts));
     });
 
@@ -331,7 +459,8 @@ export function buildProgram(result: { code: number }): Command {
         "Prints the current state of the container (or of every container when no id is given), a\n" +
         "`synced` line, then one line per change as it happens: <time> <kind> <id> <status> <pid>,\n" +
         "where kind is initial, synced, appeared, changed or removed. --json prints one JSON object\n" +
-        "per line. Runs until interrupted (SIGINT/SIGTERM: exit 0) or the server ends the watch.",
+        "per line. Runs until interrupted (SIGINT/SIGTERM: exit 0) or the server ends the watch.\n\n" +
+        "EXAMPLES:\n  runc-shim watch\n  runc-shim watch c1 --json",
     )
     .argument("[container-id]", "the container id (default: every container)")
     .addOption(new Option("--address <path>", "the runc-shim socket").default(DEFAULT_ADDRESS).env("RUNC_SHIM_ADDRESS"))
@@ -342,8 +471,8 @@ export function buildProgram(result: { code: number }): Command {
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
       try {
-        // A watch has no deadline: runClient's deadline argument goes unused.
-        result.code = await runClient({ ...opts, timeout: "1s" }, async (client) => {
+        // A watch has no deadline.
+        result.code = await runClient({ ...opts, timeout: undefined }, async (client) => {
           for await (const ev of client.watch(id ?? "", { signal: ac.signal })) {
             process.stdout.write(formatWatchEvent(ev, opts.json === true));
           }

@@ -8,11 +8,16 @@ const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enu
 
 /**
  * The FileDescriptorSets `npm run gen` writes with `buf build`: the shim's
- * contract (with google/protobuf/timestamp.proto) and grpc.health.v1. Read from
- * `gen/`, which sits at the same depth from `src/` and from `dist/src/`... so
- * both paths are tried. No `.proto` file is read at run time.
+ * contract (with google/protobuf/timestamp.proto), grpc.health.v1, and the
+ * richer error model's google/rpc/status.proto and google/rpc/error_details.proto
+ * (with any.proto and duration.proto, from the google-proto-files package) —
+ * no served service names them, but every error's `grpc-status-details-bin`
+ * carries a google.rpc.Status with a google.rpc.ErrorInfo, which a reflection
+ * client (grpcurl) can only decode if they are served. Read from `gen/`, which
+ * sits at a different depth from `src/` and from `dist/src/`, so both paths are
+ * tried. No `.proto` file is read at run time.
  */
-export const DESCRIPTOR_SETS = ["descriptors.binpb", "health.binpb"] as const;
+export const DESCRIPTOR_SETS = ["descriptors.binpb", "health.binpb", "rpc.binpb"] as const;
 
 function readDescriptorSet(name: string): Buffer {
   const candidates = [new URL(`../../gen/${name}`, import.meta.url), new URL(`../../../gen/${name}`, import.meta.url)];

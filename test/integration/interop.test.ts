@@ -655,8 +655,21 @@ interface ReflectionReport {
       shimFile: string;
       negativeControl: { rejected: boolean; error: string | null };
       methods: Record<string, { input: string; output: string; inputFields: Record<string, number>; clientStreaming: boolean; serverStreaming: boolean }>;
+      rpc: {
+        trail: Array<{ file_containing_symbol?: string; file_by_filename?: string; served: string[] }>;
+        files: Array<{ name: string; package: string; syntax: string; dependency: string[] }>;
+        errorInfoFile: string;
+        errorInfoFields: string[];
+      };
     }
   >;
+  errorDetails: {
+    code: string;
+    message: string;
+    trailers: number;
+    status?: { code: number; message: string };
+    details?: Array<{ typeUrl: string; resolvedFrom: string; json: Record<string, unknown> }>;
+  };
   sameFilesInV1AndV1alpha: boolean;
   descriptor: { createdType: string | null; createdTypeFile: string | null; statusType: string; annotationsIsMap: boolean };
   state: {
@@ -712,7 +725,7 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
     fx?.cleanup();
   });
 
-  it("links the reflected files strictly, resolves every ShimService method, and calls State, Kill, Delete and Health from them", async () => {
+  it("links the reflected files strictly, resolves every ShimService method and google.rpc's error model, decodes a real error's details, and calls State, Kill, Delete and Health from them", async () => {
     const id = fx.create();
     const missing = "rs-reflection-no-such";
     const report = await runPython<ReflectionReport>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--id", id, "--missing-id", missing]);
@@ -733,7 +746,39 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
       expect(r.negativeControl.rejected).toBe(true);
       // Every method, the lifecycle ones included, resolves with its request and response types.
       expect(r.methods, version).toEqual(SHIM_METHODS);
+
+      // The richer error model's files are served although no service names them (grpcurl decodes
+      // ErrorInfo only then): found by symbol, their imports by file name, linked strictly.
+      expect(r.rpc.errorInfoFile).toBe("google/rpc/error_details.proto");
+      expect(r.rpc.errorInfoFields).toEqual(["reason", "domain", "metadata"]);
+      expect(r.rpc.trail.slice(0, 2)).toEqual([
+        { file_containing_symbol: "google.rpc.Status", served: expect.arrayContaining(["google/rpc/status.proto"]) },
+        { file_containing_symbol: "google.rpc.ErrorInfo", served: expect.arrayContaining(["google/rpc/error_details.proto"]) },
+      ]);
+      expect(r.rpc.trail).toContainEqual({ file_by_filename: "google/protobuf/any.proto", served: expect.arrayContaining(["google/protobuf/any.proto"]) });
+      expect(r.rpc.trail).toContainEqual({ file_by_filename: "google/protobuf/duration.proto", served: expect.arrayContaining(["google/protobuf/duration.proto"]) });
+      expect(r.rpc.files.map((f) => [f.name, f.dependency])).toEqual(
+        expect.arrayContaining([
+          ["google/rpc/status.proto", ["google/protobuf/any.proto"]],
+          ["google/rpc/error_details.proto", ["google/protobuf/duration.proto"]],
+        ]),
+      );
     }
+    // A real error (State of a missing id): its grpc-status-details-bin decoded with the reflected
+    // google.rpc.Status, its detail with the ErrorInfo resolved from the type URL, as grpcurl prints it.
+    expect(report.errorDetails).toEqual({
+      code: "NOT_FOUND",
+      message: "container does not exist",
+      trailers: 1,
+      status: { code: 5, message: "container does not exist" },
+      details: [
+        {
+          typeUrl: "type.googleapis.com/google.rpc.ErrorInfo",
+          resolvedFrom: "google/rpc/error_details.proto",
+          json: { reason: "CONTAINER_NOT_EXISTS", domain: "runc-shim", metadata: { container_id: missing } },
+        },
+      ],
+    });
     expect(report.sameFilesInV1AndV1alpha).toBe(true);
     expect(report.descriptor).toEqual({
       createdType: "google.protobuf.Timestamp",
@@ -773,5 +818,54 @@ describe.skipIf(SKIP)("strict reflection client (v1 and v1alpha) and health, fro
     expect(report.health[""]).toEqual({ status: "SERVING" });
     expect(report.health["runcshim.v1.ShimService"]).toEqual({ status: "SERVING" });
     expect(report.health["no.such.Service"]?.code).toBe("NOT_FOUND");
+  }, TEST_TIMEOUT_MS);
+
+  it("runs the README's grpcurl lines (Debugging a node) from reflection alone, in order, on a real container", async () => {
+    // The first sh block of "Debugging a node": every grpcurl line there must use the form that works
+    // on grpcurl 1.9.3 (`unix://$S`, no -unix), and each one must work.
+    const readme = fs.readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
+    const section = readme.slice(readme.indexOf("## Debugging a node"));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+    const lines = block.split("\n").filter((l) => l.startsWith("grpcurl "));
+    expect(lines.length).toBe(13);
+    const id = `rs-readme-${process.pid}`;
+    fx.track(id);
+    const calls = lines.map((line) => {
+      const m = /^grpcurl -plaintext (?:-d '([^']*)' )?unix:\/\/\$S (list|describe (\S+)|(\S+\/\S+))$/.exec(line);
+      if (m === null) throw new Error(`README grpcurl line not in the 1.9.3 form \`grpcurl -plaintext [-d JSON] unix://$S ...\`: ${line}`);
+      if (m[2] === "list") return { list: true };
+      if (m[3] !== undefined) return { describe: m[3] };
+      const body = (m[1] ?? "{}").replaceAll('"c1"', JSON.stringify(id)).replaceAll('"/containers/c1"', JSON.stringify(fx.bundle));
+      return { method: m[4], body };
+    });
+    const methods = calls.flatMap((c) => ("method" in c ? [c.method] : []));
+    for (const rpc of ["Create", "State", "Start", "List", "Pause", "Resume", "Kill", "Delete", "Watch"]) {
+      expect(methods, rpc).toContain(`runcshim.v1.ShimService/${rpc}`);
+    }
+    expect(methods).toContain("grpc.health.v1.Health/Check");
+
+    const report = await runPython<{ calls: Array<Record<string, unknown>> }>(REFLECTION_PY, ["--target", `unix://${server.socket}`, "--calls"], JSON.stringify(calls));
+    expect(report.calls).toHaveLength(calls.length);
+    const byMethod = new Map(report.calls.filter((c) => "method" in c).map((c) => [c.method as string, c]));
+    for (const c of report.calls) expect(c, JSON.stringify(c)).not.toMatchObject({ ok: false });
+    expect(report.calls.find((c) => c.list === true)?.services).toEqual(expect.arrayContaining(["runcshim.v1.ShimService", "grpc.health.v1.Health"]));
+    expect(report.calls.filter((c) => "describe" in c)).toEqual(
+      expect.arrayContaining([
+        { describe: "runcshim.v1.StateResponse", kind: "message", file: "runcshim/v1/shim.proto" },
+        { describe: "google.rpc.ErrorInfo", kind: "message", file: "google/rpc/error_details.proto" },
+      ]),
+    );
+    // In README order the calls take the container through its life: Create's pid is the one Delete returns.
+    const created = (byMethod.get("runcshim.v1.ShimService/Create")?.response as { pid: number }).pid;
+    expect(created).toBeGreaterThan(0);
+    expect(byMethod.get("runcshim.v1.ShimService/State")?.response).toMatchObject({ id, pid: created, status: "CONTAINER_STATUS_CREATED" });
+    expect(byMethod.get("runcshim.v1.ShimService/Start")?.response).toEqual({ pid: created });
+    expect(byMethod.get("runcshim.v1.ShimService/Delete")?.response).toEqual({ pid: created });
+    expect(byMethod.get("grpc.health.v1.Health/Check")?.response).toEqual({ status: "SERVING" });
+    const watched = byMethod.get("runcshim.v1.ShimService/Watch")?.messages as Array<{ kind: string }>;
+    expect(watched.at(-1)).toEqual({ kind: "WATCH_EVENT_KIND_SYNCED" });
+    // runc is the judge: Delete removed it.
+    expect(fx.tryRunc("state", id).stderr).toContain("container does not exist");
+    fx.forget(id);
   }, TEST_TIMEOUT_MS);
 });

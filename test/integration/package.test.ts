@@ -1,10 +1,14 @@
 /**
  * The published package works for a consumer: `npm pack` (which runs
- * `prepare`, the build), `npm install <tarball>` into a separate project, then
- * an ESM import of the client from plain Node, the installed `runc-shim serve`
- * binary (which reads gen/*.binpb for reflection at start), and a typecheck of
- * a TypeScript consumer against the installed declarations. Needs no runc and
- * no root: the server serves an empty temporary state root.
+ * `prepare`, the build), `npm install <tarball>` into two separate projects —
+ * an ES module one and a CommonJS one (`npm init -y`'s shape) — then a call
+ * from each (an ESM `import`, a CommonJS `require()` of the ES module entry,
+ * which Node >= 20.19 allows) against the installed `runc-shim serve` binary
+ * (which reads gen/*.binpb for reflection at start), a typecheck of a
+ * TypeScript consumer against the installed declarations, and the README's
+ * examples (examples/lifecycle.mjs and .cjs) run from each project through a
+ * container's whole life. The tarball holds only what users import or run.
+ * Only the examples need runc and root (skipped without, never under CI=true).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -12,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuncFixture, skipRunc, uniqueId } from "../helpers/runc.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const TSC = path.join(REPO, "node_modules", ".bin", "tsc");
@@ -78,6 +83,37 @@ const live = process.argv[3] === undefined ? null : await outcome(process.argv[3
 console.log(JSON.stringify({ missing, live }));
 `;
 
+/** The CommonJS consumer's script: `require("runc-shim")` (an ES module), then one call against the server in argv[2]. */
+const SMOKE_CJS = `
+const runcShim = require("runc-shim");
+const { createShimClient, ShimError } = runcShim;
+
+async function main() {
+  const shim = createShimClient(process.argv[2]);
+  try {
+    await shim.state("rs-no-such-container", { deadlineMs: 10000 });
+    console.log(JSON.stringify({ ok: true }));
+  } catch (e) {
+    console.log(JSON.stringify({
+      ok: false,
+      exports: Object.keys(runcShim).sort(),
+      isShimError: e instanceof ShimError,
+      codeName: e.codeName,
+      reason: e.reason ?? null,
+      domain: e.domain ?? null,
+      metadata: e.metadata,
+      details: e.details,
+    }));
+  } finally {
+    shim.close();
+  }
+}
+main();
+`;
+
+/** What the package may ship: the built client and CLI, the generated code they import, the descriptor sets, the contract. */
+const SHIPPED = [/^package\.json$/, /^README\.md$/, /^dist\/src\//, /^dist\/gen\/ts\//, /^gen\/(descriptors|health|rpc)\.binpb$/, /^proto\/runcshim\/v1\/shim\.proto$/];
+
 /** The consumer's TypeScript: uses the public types; the @ts-expect-error lines fail the typecheck if the types were `any`. */
 const TYPED_TS = `
 import { createShimClient, ShimError, decodeErrorInfo, formatTimestamp } from "runc-shim";
@@ -128,9 +164,41 @@ const CONSUMER_TSCONFIG = {
   files: ["typed.ts"],
 };
 
+/** Spawns an installed `runc-shim serve` (the consumer's node_modules/.bin link) and waits until it listens. */
+async function startInstalled(consumer: string, root: string, socket: string): Promise<ChildProcess> {
+  const bin = path.join(consumer, "node_modules", ".bin", "runc-shim");
+  const proc = spawn(bin, ["serve", "--root", root, "--address", socket], { cwd: consumer, env: childEnv(), stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  proc.stderr?.setEncoding("utf8");
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`installed runc-shim did not listen in 10 s: ${log}`)), 10_000);
+    proc.stderr?.on("data", (d: string) => {
+      log += d;
+      if (log.includes('"msg":"listening"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`installed runc-shim exited with ${code}: ${log}`));
+    });
+  });
+  return proc;
+}
+
+/** SIGTERM to a server this test started (by its pid), and wait for its exit. */
+async function stopInstalled(proc: ChildProcess | undefined): Promise<void> {
+  if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once("exit", r));
+  process.kill(proc.pid, "SIGTERM");
+  await exited;
+}
+
 describe("npm pack: the package installs and works for a consumer", () => {
   let tmp: string;
   let consumer: string;
+  let cjsConsumer: string;
   let packed: { filename: string; files: Array<{ path: string }> };
   let server: ChildProcess | undefined;
 
@@ -151,14 +219,16 @@ describe("npm pack: the package installs and works for a consumer", () => {
       ["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error", path.join(packDir, packed.filename), `@types/node@${typesNode}`],
       consumer,
     );
-  }, NPM_TIMEOUT_MS * 2);
+
+    // A CommonJS project as `npm init -y` makes it: no "type" field.
+    cjsConsumer = path.join(tmp, "cjs-consumer");
+    fs.mkdirSync(cjsConsumer);
+    fs.writeFileSync(path.join(cjsConsumer, "package.json"), JSON.stringify({ name: "cjs-consumer", version: "1.0.0", main: "index.js", license: "ISC" }, null, 1));
+    await runOk("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error", path.join(packDir, packed.filename)], cjsConsumer);
+  }, NPM_TIMEOUT_MS * 3);
 
   afterAll(async () => {
-    if (server?.pid !== undefined && server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise((r) => server?.once("exit", r));
-      process.kill(server.pid, "SIGTERM");
-      await exited;
-    }
+    await stopInstalled(server);
     if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -174,39 +244,29 @@ describe("npm pack: the package installs and works for a consumer", () => {
         "dist/src/client/client.d.ts",
         "gen/descriptors.binpb",
         "gen/health.binpb",
+        "gen/rpc.binpb",
+        "dist/gen/ts/runcshim/v1/shim.js",
         "proto/runcshim/v1/shim.proto",
       ]),
     );
-    expect(files.filter((f) => f.startsWith("test/") || f.startsWith("src/") || f.startsWith("node_modules/"))).toEqual([]);
-    const installed = path.join(consumer, "node_modules", "runc-shim");
-    for (const f of ["gen/descriptors.binpb", "gen/health.binpb", "dist/src/index.d.ts"]) expect(fs.existsSync(path.join(installed, f)), f).toBe(true);
+    // Nothing users do not import or run: no benchmark, no repository scripts, no tests, no sources.
+    expect(files.filter((f) => !SHIPPED.some((re) => re.test(f)))).toEqual([]);
+    expect(files.filter((f) => f.startsWith("dist/bench/") || f.startsWith("dist/scripts/"))).toEqual([]);
+    for (const dir of [consumer, cjsConsumer]) {
+      const installed = path.join(dir, "node_modules", "runc-shim");
+      for (const f of ["gen/descriptors.binpb", "gen/health.binpb", "gen/rpc.binpb", "dist/src/index.d.ts"]) expect(fs.existsSync(path.join(installed, f)), f).toBe(true);
+      expect(fs.existsSync(path.join(installed, "dist", "bench"))).toBe(false);
+      expect(fs.existsSync(path.join(installed, "dist", "scripts"))).toBe(false);
+    }
   });
 
-  it("imports from plain Node ESM; the installed binary serves; errors are ShimErrors", async () => {
-    // The installed bin, as a consumer would run it: it loads gen/*.binpb for reflection before it listens.
+  it("imports from plain Node ESM and require()s from CommonJS; the installed binary serves; errors are ShimErrors", async () => {
+    // The installed bin, as a consumer runs it (node_modules/.bin): it loads gen/*.binpb for reflection before it listens.
     const root = path.join(tmp, "root");
     const socket = path.join(tmp, "s.sock");
-    const main = path.join(consumer, "node_modules", "runc-shim", "dist", "src", "main.js");
-    const version = await runOk(process.execPath, [main, "--version"], consumer);
-    expect(version).toContain((JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8")) as { version: string }).version);
-    const proc = spawn(process.execPath, [main, "serve", "--root", root, "--address", socket], { cwd: consumer, env: childEnv(), stdio: ["ignore", "ignore", "pipe"] });
-    server = proc;
-    let log = "";
-    proc.stderr?.setEncoding("utf8");
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`installed runc-shim did not listen in 10 s: ${log}`)), 10_000);
-      proc.stderr?.on("data", (d: string) => {
-        log += d;
-        if (log.includes('"msg":"listening"')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      proc.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`installed runc-shim exited with ${code}: ${log}`));
-      });
-    });
+    const version = await runOk(path.join(cjsConsumer, "node_modules", ".bin", "runc-shim"), ["--version"], cjsConsumer);
+    expect(version.trim()).toBe((JSON.parse(fs.readFileSync(path.join(REPO, "package.json"), "utf8")) as { version: string }).version);
+    server = await startInstalled(consumer, root, socket);
 
     fs.writeFileSync(path.join(consumer, "smoke.mjs"), SMOKE_MJS);
     const out = await runOk(process.execPath, ["smoke.mjs", path.join(tmp, "no-such-dir", "shim.sock"), socket], consumer);
@@ -222,7 +282,22 @@ describe("npm pack: the package installs and works for a consumer", () => {
       metadata: { container_id: "rs-no-such-container" },
       details: "container does not exist",
     });
-  });
+
+    // CommonJS: require() of the ES module entry, with no warning on stderr.
+    fs.writeFileSync(path.join(cjsConsumer, "index.js"), SMOKE_CJS);
+    const cjs = await run(process.execPath, ["index.js", socket], cjsConsumer);
+    expect([cjs.code, cjs.stderr]).toEqual([0, ""]);
+    expect(JSON.parse(cjs.stdout)).toEqual({
+      ok: false,
+      exports: ["ShimError", "createShimClient", "decodeErrorInfo", "formatTimestamp", "parseSignal"],
+      isShimError: true,
+      codeName: "NOT_FOUND",
+      reason: "CONTAINER_NOT_EXISTS",
+      domain: "runc-shim",
+      metadata: { container_id: "rs-no-such-container" },
+      details: "container does not exist",
+    });
+  }, 30_000);
 
   it("typechecks a TypeScript consumer against the installed declarations (the project's tsc)", async () => {
     fs.writeFileSync(path.join(consumer, "typed.ts"), TYPED_TS);
@@ -235,5 +310,56 @@ describe("npm pack: the package installs and works for a consumer", () => {
     const bad = await run(TSC, ["-p", "tsconfig.json"], consumer);
     expect(bad.code).not.toBe(0);
     expect(bad.stdout + bad.stderr).toMatch(/typed\.ts\(\d+,\d+\): error TS2322/);
+  });
+
+  it.skipIf(skipRunc())("runs the README's examples, ESM and CommonJS, through a container's whole life against real runc", async () => {
+    const fx = new RuncFixture("runc-shim-examples-");
+    const socket = path.join(fx.dir, "s.sock");
+    let exampleServer: ChildProcess | undefined;
+    try {
+      exampleServer = await startInstalled(consumer, fx.root, socket);
+      for (const [dir, file] of [[consumer, "lifecycle.mjs"], [cjsConsumer, "lifecycle.cjs"]] as const) {
+        fs.copyFileSync(path.join(REPO, "examples", file), path.join(dir, file));
+        const id = uniqueId("rs-example");
+        fx.track(id);
+        const r = await run(process.execPath, [file, socket, fx.bundle, id], dir, 90_000);
+        expect([file, r.code, r.stderr]).toEqual([file, 0, ""]);
+        const pid = /init pid (\d+)$/m.exec(r.stdout)?.[1];
+        expect(Number(pid)).toBeGreaterThan(0);
+        expect(r.stdout).toBe(
+          [
+            `create: ${id} is created, init pid ${pid}`,
+            "start: running",
+            "pause: paused",
+            "resume: running",
+            "kill: stopped",
+            `delete: ${id} is gone, its init pid was ${pid}`,
+            "",
+          ].join("\n"),
+        );
+        // runc is the judge: the container is gone from the root.
+        const after = fx.tryRunc("state", id);
+        expect([after.status, after.stderr]).toEqual([1, expect.stringContaining("container does not exist")]);
+        fx.forget(id);
+      }
+
+      // A failure reads as the example prints it: the container exists already.
+      const taken = fx.create();
+      const dup = await run(process.execPath, ["lifecycle.mjs", socket, fx.bundle, taken], consumer, 30_000);
+      expect([dup.code, dup.stdout, dup.stderr]).toEqual([1, "", "ALREADY_EXISTS: container with given ID already exists (reason CONTAINER_EXISTS)\n"]);
+    } finally {
+      await stopInstalled(exampleServer);
+      fx.cleanup();
+    }
+  }, 240_000);
+
+  it("the README shows examples/lifecycle.mjs as it is, and lifecycle.cjs makes the same calls", () => {
+    const readme = fs.readFileSync(path.join(REPO, "README.md"), "utf8");
+    const mjs = fs.readFileSync(path.join(REPO, "examples", "lifecycle.mjs"), "utf8");
+    expect(readme).toContain(`\`\`\`js\n${mjs}\`\`\`\n`);
+    const cjs = fs.readFileSync(path.join(REPO, "examples", "lifecycle.cjs"), "utf8");
+    const calls = (src: string): string[] => [...src.matchAll(/shim\.(\w+)\(/g)].map((m) => m[1]!);
+    expect(calls(cjs)).toEqual(calls(mjs));
+    expect(calls(mjs)).toEqual(["state", "create", "start", "pause", "resume", "kill", "delete", "close"]);
   });
 });

@@ -12,9 +12,17 @@ request and response message classes built, its streaming flags read from the
 served FileDescriptorProto), as `grpcurl describe` does. With message classes
 built from that pool (message_factory) it then calls State with a generic
 unary call (a message built in code, and a JSON body parsed with json_format
-as `grpcurl -d` does), Kill and Delete with JSON bodies (`--kill-id`, a
-container the Kill must not signal, and `--missing-id`, one that does not
-exist), and grpc.health.v1.Health/Check.
+as `grpcurl -d` does), Kill and Delete with JSON bodies (Kill of `--id`, a
+container the Kill must not signal, and Delete of `--missing-id`, one that
+does not exist), and grpc.health.v1.Health/Check.
+
+Error details, as grpcurl prints them: it resolves google.rpc.Status and
+google.rpc.ErrorInfo by file_containing_symbol (and their dependencies by
+file_by_filename) into another fresh strict pool, makes a real failing call
+(State of --missing-id), decodes the call's `grpc-status-details-bin` trailer
+with the reflected google.rpc.Status, and each detail (a google.protobuf.Any)
+with the message its type URL names, looked up through reflection again and
+printed as proto3 JSON. Nothing of google.rpc is compiled in.
 
 The reflection request/response classes themselves are built at run time from
 the reflection protos that the npm package @grpc/reflection ships
@@ -23,6 +31,17 @@ into a descriptor set in a temporary directory and loaded into a private pool.
 
 Usage: /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --id CONTAINER_ID \
            [--missing-id ID_THAT_DOES_NOT_EXIST]
+       /usr/bin/python3 test/interop/reflection.py --target unix:///path/shim.sock --calls < calls.json
+
+With --calls it reads a JSON array of grpcurl invocations from stdin —
+{"list": true}, {"describe": SYMBOL} or {"method": "pkg.Service/Method",
+"body": JSON} — and performs each as grpcurl would, from reflection alone:
+`list` lists the services, `describe` resolves the symbol by
+file_containing_symbol and links it strictly, a method call resolves its
+service, parses the body with json_format (unknown fields rejected, as
+grpcurl does) and prints the response as proto3 JSON (a server stream: the
+messages up to the first SYNCED one, then the call is cancelled). Prints
+{"calls": [...]} with one outcome per invocation.
 
 Prints one JSON document on stdout (see the `report` keys in main()). Exit
 codes: 0 done (the caller asserts on the report), 1 a strictness check failed
@@ -47,6 +66,9 @@ REFLECTION_PROTOS = os.path.join(REPO, "node_modules", "@grpc", "reflection", "b
 VERSIONS = ("v1", "v1alpha")
 SHIM_SERVICE = "runcshim.v1.ShimService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
+STATUS_MESSAGE = "google.rpc.Status"
+ERROR_INFO_MESSAGE = "google.rpc.ErrorInfo"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 class StrictError(Exception):
@@ -89,6 +111,15 @@ def reflection_classes(tmp):
             message_class(pool, f"grpc.reflection.{v}.ServerReflectionResponse"))
         for v in VERSIONS
     }
+
+
+def reflection_classes_tmp():
+    """reflection_classes() in a temporary directory removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix="runc-shim-reflection-")
+    try:
+        return reflection_classes(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class ReflectionClient:
@@ -241,6 +272,85 @@ def to_json_with_defaults(msg):
         return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
 
 
+def error_details(channel, path, req_cls, missing_id, pool, client, timeout):
+    """A real failing call, its grpc-status-details-bin decoded with reflected descriptors only.
+
+    google.rpc.Status comes from `pool` (resolved by reflection); each detail's
+    type is resolved through reflection from its type URL (as grpcurl does:
+    file_containing_symbol of the name after the last '/'), linked strictly, and
+    the detail printed as proto3 JSON.
+    """
+    call = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=lambda b: b)
+    try:
+        call(req_cls(id=missing_id), timeout=timeout)
+    except grpc.RpcError as e:
+        trailer = [v for k, v in (e.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY]
+        out = {"code": e.code().name, "message": e.details(), "trailers": len(trailer)}
+        if not trailer:
+            return out
+        status = message_class(pool, STATUS_MESSAGE).FromString(trailer[0])
+        out["status"] = {"code": status.code, "message": status.message}
+        details = []
+        for any_msg in status.details:
+            symbol = any_msg.type_url.rsplit("/", 1)[-1]
+            files, trail = collect_files(client, [symbol])
+            detail_pool, _ = strict_pool(files)
+            detail = message_class(detail_pool, symbol).FromString(any_msg.value)
+            details.append({"typeUrl": any_msg.type_url, "resolvedFrom": trail[0]["served"][0],
+                            "json": json_format.MessageToDict(detail)})
+        out["details"] = details
+        return out
+    raise StrictError(f"State of {missing_id!r} succeeded; expected a failure with error details")
+
+
+def grpcurl_calls(channel, client, calls, timeout):
+    """Performs grpcurl-like invocations from reflection alone; one outcome dict per call."""
+    out = []
+    for c in calls:
+        if c.get("list"):
+            out.append({"list": True, "services": client.list_services()})
+            continue
+        if "describe" in c:
+            files, _ = collect_files(client, [c["describe"]])
+            pool, _ = strict_pool(files)
+            try:
+                kind, desc = "message", pool.FindMessageTypeByName(c["describe"])
+            except KeyError:
+                kind, desc = "service", pool.FindServiceByName(c["describe"])
+            out.append({"describe": c["describe"], "kind": kind, "file": desc.file.name})
+            continue
+        service_name, method_name = c["method"].rsplit("/", 1)
+        files, _ = collect_files(client, [service_name])
+        pool, _ = strict_pool(files)
+        method = pool.FindServiceByName(service_name).methods_by_name[method_name]
+        req_cls = message_class(pool, method.input_type.full_name)
+        resp_cls = message_class(pool, method.output_type.full_name)
+        request = json_format.Parse(c["body"], req_cls())
+        path = f"/{service_name}/{method_name}"
+        outcome = {"method": c["method"]}
+        try:
+            if method.server_streaming:
+                call = channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
+                                            response_deserializer=resp_cls.FromString)
+                stream = call(request, timeout=timeout)
+                messages = []
+                for m in stream:
+                    messages.append(json_format.MessageToDict(m))
+                    if messages[-1].get("kind") == "WATCH_EVENT_KIND_SYNCED":
+                        stream.cancel()
+                        break
+                outcome.update(ok=True, messages=messages)
+            else:
+                call = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=resp_cls.FromString)
+                outcome.update(ok=True, response=json_format.MessageToDict(call(request, timeout=timeout)))
+        except grpc.RpcError as e:
+            outcome.update(ok=False, code=e.code().name, message=e.details())
+        out.append(outcome)
+    return out
+
+
 def enum_name(msg, field):
     """The name of an enum field's value."""
     fd = msg.DESCRIPTOR.fields_by_name[field]
@@ -252,10 +362,26 @@ def enum_name(msg, field):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", required=True, help="gRPC target, e.g. unix:///run/runc-shim/shim.sock")
-    p.add_argument("--id", required=True, help="a container id to call State for")
-    p.add_argument("--missing-id", default="rs-reflection-no-such", help="a container id that does not exist (Delete)")
+    p.add_argument("--id", help="a container id to call State and Kill for (required without --calls)")
+    p.add_argument("--calls", action="store_true", help="perform the grpcurl invocations read from stdin (JSON)")
+    p.add_argument("--missing-id", default="rs-reflection-no-such",
+                   help="a container id that does not exist, for the error-details call and Delete")
     p.add_argument("--timeout", type=float, default=20.0, help="deadline of each call, seconds")
     args = p.parse_args()
+    if args.calls:
+        calls = json.load(sys.stdin)
+        try:
+            classes = reflection_classes_tmp()
+            with grpc.insecure_channel(args.target) as channel:
+                client = ReflectionClient(channel, "v1", classes["v1"], args.timeout)
+                json.dump({"calls": grpcurl_calls(channel, client, calls, args.timeout)}, sys.stdout, indent=1)
+                sys.stdout.write("\n")
+        except StrictError as e:
+            print(f"reflection.py: strict reflection check failed: {e}", file=sys.stderr)
+            sys.exit(1)
+        return
+    if args.id is None:
+        p.error("--id is required without --calls")
 
     tmp = tempfile.mkdtemp(prefix="runc-shim-reflection-")
     try:
@@ -264,6 +390,8 @@ def main():
         with grpc.insecure_channel(args.target) as channel:
             per_version = {}
             pools = {}
+            rpc_pools = {}
+            clients = {}
             raw_files = {}
             for version in VERSIONS:
                 client = ReflectionClient(channel, version, classes[version], args.timeout)
@@ -273,6 +401,12 @@ def main():
                 pools[version] = pool
                 raw_files[version] = {n: f.SerializeToString(deterministic=True) for n, f in files.items()}
                 shim_file = pool.FindServiceByName(SHIM_SERVICE).file.name
+                # The richer error model's messages, which no served service names.
+                rpc_files, rpc_trail = collect_files(client, [STATUS_MESSAGE, ERROR_INFO_MESSAGE])
+                rpc_pool, rpc_order = strict_pool(rpc_files)
+                rpc_pools[version] = rpc_pool
+                clients[version] = client
+                error_info = rpc_pool.FindMessageTypeByName(ERROR_INFO_MESSAGE)
                 per_version[version] = {
                     "services": services,
                     "trail": trail,
@@ -280,6 +414,12 @@ def main():
                     "shimFile": shim_file,
                     "negativeControl": negative_control(files, shim_file),
                     "methods": describe_methods(pool, files, shim_file),
+                    "rpc": {
+                        "trail": rpc_trail,
+                        "files": describe_files(rpc_files, rpc_order),
+                        "errorInfoFile": error_info.file.name,
+                        "errorInfoFields": [f.name for f in error_info.fields],
+                    },
                 }
             report["reflection"] = per_version
             report["sameFilesInV1AndV1alpha"] = raw_files["v1"] == raw_files["v1alpha"]
@@ -319,6 +459,9 @@ def main():
             body = json.dumps({"id": args.id})
             reply = raw(json_format.Parse(body, req_cls()).SerializeToString(), timeout=args.timeout)
             report["stateJson"] = json.loads(json_format.MessageToJson(resp_cls.FromString(reply)))
+
+            report["errorDetails"] = error_details(channel, path, req_cls, args.missing_id, rpc_pools["v1"],
+                                                   clients["v1"], args.timeout)
 
             # Lifecycle calls from JSON bodies and the reflected request types: the field numbers of
             # `signal` and `force` must reach the server (a signal of 65 is refused before anything is
