@@ -175,6 +175,7 @@ describe("npm pack: the package installs and works for a consumer", () => {
         "gen/descriptors.binpb",
         "gen/health.binpb",
         "proto/runcshim/v1/shim.proto",
+        "deploy/systemd/runc-shim.service",
       ]),
     );
     expect(files.filter((f) => f.startsWith("test/") || f.startsWith("src/") || f.startsWith("node_modules/"))).toEqual([]);
