@@ -53,7 +53,10 @@ export async function serve(config: ServeConfig): Promise<number> {
   let resolveExit!: (code: number) => void;
   const exit = new Promise<number>((resolve) => (resolveExit = resolve));
   const stop = (code: number): void => resolveExit(code); // the first call wins
+  let shuttingDown = false;
   const beginShutdown = (server: RunningServer): void => {
+    if (shuttingDown) return; // a signal during the start-up checks below has begun it already
+    shuttingDown = true;
     log.info({ timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
     void server.shutdown(config.shutdownTimeoutMs).then(async (graceful) => {
       log.info({ graceful }, graceful ? "shut down" : "shutdown timed out; calls in flight were cancelled");
