@@ -23,6 +23,7 @@ import {
 } from "./config.js";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.js";
 import { serve } from "./serve.js";
+import { checkConfig, printChecks } from "./check-config.js";
 import { socketPathOf } from "./server/socket.js";
 import { VERSION } from "./version.js";
 
@@ -339,14 +340,25 @@ export function buildProgram(result: { code: number }): Command {
     .option("--max-streams-per-connection <n>", "most concurrent calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS) (default: 128)")
     .option("--max-watches <n>", "most open Watch streams in the server; more are RESOURCE_EXHAUSTED (default: 1024)")
     .option("--max-watches-per-connection <n>", "most open Watch streams per connection; more are RESOURCE_EXHAUSTED (default: 64)")
+    .option("--metrics-address <addr>", "serve GET /metrics (Prometheus) on a Unix socket path (mode 0600), 127.0.0.1:PORT or [::1]:PORT (default: off)")
+    .option("--check-config", "check the flags, the root, the socket path, runc and the metrics address, print what serve would do, and exit 0 (ok) or 2, binding nothing")
+    .option("--json", "with --check-config: print one JSON object {ok, checks}")
     .addOption(new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default("info"))
     .addOption(new Option("--log-format <format>", "json lines, or text for people (needs pino-pretty)").choices(LOG_FORMATS).default("json"))
-    .action(async (raw: RawServeOptions) => {
+    .action(async (raw: RawServeOptions & { checkConfig?: boolean; json?: boolean }) => {
       let config;
       try {
         config = serveConfig(raw);
       } catch (e) {
+        if (raw.checkConfig === true && e instanceof ConfigError) {
+          result.code = printChecks([{ name: "flags", ok: false, detail: e.message }], raw.json === true);
+          return;
+        }
         result.code = reportError(e, false);
+        return;
+      }
+      if (raw.checkConfig === true) {
+        result.code = printChecks(await checkConfig(config), raw.json === true);
         return;
       }
       result.code = await serve(config);

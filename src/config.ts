@@ -1,6 +1,8 @@
+import path from "node:path";
 import ms from "ms";
 import type { LevelWithSilent } from "pino";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat } from "./log.js";
+import { socketPathOf } from "./server/socket.js";
 
 /** Default state root, as runc's. */
 export const DEFAULT_ROOT = "/run/runc";
@@ -51,6 +53,8 @@ export interface ServeConfig {
   readonly runc: string;
   /** Limits on connections and streams (flags); absent ones take the server's defaults. */
   readonly limits: Readonly<Partial<ServerLimitsConfig>>;
+  /** Where `GET /metrics` is served (`--metrics-address`); undefined: no metrics listener. */
+  readonly metricsAddress: MetricsAddress | undefined;
   /** pino level. */
   readonly logLevel: LevelWithSilent;
   /** json or text. */
@@ -90,6 +94,56 @@ export function parseCount(flag: string, text: string): number {
   return n;
 }
 
+/**
+ * Where the metrics listener listens: a Unix socket path (mode 0600, as the
+ * gRPC socket), or a loopback TCP address.
+ */
+export type MetricsAddress =
+  | { readonly kind: "unix"; readonly path: string }
+  | { readonly kind: "tcp"; readonly host: "127.0.0.1" | "::1"; readonly port: number };
+
+/** The hosts `--metrics-address` accepts besides a Unix socket path: loopback only. */
+export const METRICS_HOSTS = ["127.0.0.1", "::1"] as const;
+
+/**
+ * Parses `--metrics-address`: a Unix socket path (`/path`, `./path`,
+ * `unix:/path`, `unix:///path`; the rules of `--address`) or
+ * `127.0.0.1:PORT` / `[::1]:PORT` (PORT 0–65535; 0 picks a free port). Any
+ * other host (`0.0.0.0`, `localhost`, a name, an empty host) is refused: the
+ * metrics name containers, so they are never served beyond this machine.
+ *
+ * @throws {ConfigError} naming the flag and what is wrong
+ */
+export function parseMetricsAddress(text: string): MetricsAddress {
+  const t = text.trim();
+  if (t.startsWith("/") || t.startsWith(".") || t.startsWith("unix:") || t.startsWith("@")) {
+    try {
+      return { kind: "unix", path: socketPathOf(t) };
+    } catch (e) {
+      throw new ConfigError(`--metrics-address: ${(e as Error).message}`);
+    }
+  }
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(t);
+  const host = m?.[1] ?? m?.[2];
+  if (m === null || host === undefined) {
+    throw new ConfigError(`--metrics-address: expected a Unix socket path, 127.0.0.1:PORT or [::1]:PORT, got ${JSON.stringify(text)}`);
+  }
+  if (!(METRICS_HOSTS as readonly string[]).includes(host)) {
+    throw new ConfigError(
+      `--metrics-address: host ${JSON.stringify(host)} refused: the metrics name containers, so they are served only on a Unix socket path, 127.0.0.1:PORT or [::1]:PORT`,
+    );
+  }
+  const port = Number(m[3]);
+  if (port > 65535) throw new ConfigError(`--metrics-address: port ${port} is out of range (0-65535)`);
+  return { kind: "tcp", host: host as "127.0.0.1" | "::1", port };
+}
+
+/** How a metrics address is written in logs and by `--check-config`: the socket path, or `host:port` (`[::1]:port`). */
+export function formatMetricsAddress(a: MetricsAddress): string {
+  if (a.kind === "unix") return a.path;
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
 /** Raw `serve` options as the argument parser gives them. */
 export interface RawServeOptions {
   root: string;
@@ -104,13 +158,15 @@ export interface RawServeOptions {
   maxStreamsPerConnection?: string;
   maxWatches?: string;
   maxWatchesPerConnection?: string;
+  metricsAddress?: string;
   logLevel: string;
   logFormat: string;
 }
 
 /**
- * Validates raw options into a frozen {@link ServeConfig}.
- * @throws {ConfigError} for a bad level, format or duration
+ * Validates raw options into a frozen {@link ServeConfig}. A `--runc` that
+ * contains a `/` is made absolute against the working directory.
+ * @throws {ConfigError} for a bad level, format, duration, count or metrics address
  */
 export function serveConfig(raw: RawServeOptions): ServeConfig {
   if (!LOG_LEVELS.includes(raw.logLevel as LevelWithSilent)) {
@@ -121,6 +177,8 @@ export function serveConfig(raw: RawServeOptions): ServeConfig {
   }
   if (raw.root === "") throw new ConfigError("--root: the state root cannot be empty");
   if (raw.runc === "") throw new ConfigError("--runc: the runc binary cannot be empty");
+  // A path is made absolute here: runc is spawned with the bundle as its working directory.
+  const runc = raw.runc.includes("/") ? path.resolve(raw.runc) : raw.runc;
   return Object.freeze({
     root: raw.root,
     address: raw.address,
@@ -128,7 +186,7 @@ export function serveConfig(raw: RawServeOptions): ServeConfig {
     startTimeoutMs: parseDuration("--start-timeout", raw.startTimeout),
     shutdownTimeoutMs: parseDuration("--shutdown-timeout", raw.shutdownTimeout),
     createTimeoutMs: parseDuration("--create-timeout", raw.createTimeout),
-    runc: raw.runc,
+    runc,
     limits: Object.freeze({
       ...(raw.maxConnections === undefined ? {} : { maxConnections: parseCount("--max-connections", raw.maxConnections) }),
       ...(raw.prefaceTimeout === undefined ? {} : { prefaceTimeoutMs: parseDuration("--preface-timeout", raw.prefaceTimeout) }),
@@ -136,6 +194,7 @@ export function serveConfig(raw: RawServeOptions): ServeConfig {
       ...(raw.maxWatches === undefined ? {} : { maxWatches: parseCount("--max-watches", raw.maxWatches) }),
       ...(raw.maxWatchesPerConnection === undefined ? {} : { maxWatchesPerConnection: parseCount("--max-watches-per-connection", raw.maxWatchesPerConnection) }),
     }),
+    metricsAddress: raw.metricsAddress === undefined ? undefined : parseMetricsAddress(raw.metricsAddress),
     logLevel: raw.logLevel as LevelWithSilent,
     logFormat: raw.logFormat as LogFormat,
   });

@@ -6,6 +6,7 @@ import { EXIT, type ServeConfig } from "./config.js";
 import { createLogger, type BoundedLogDestination } from "./log.js";
 import { RuntimeError } from "./runtime/errors.js";
 import { prepareStateRoot } from "./runtime/container.js";
+import { probeRunc } from "./runtime/runc-cli.js";
 import { startShimServer, type RunningServer } from "./server/server.js";
 import { SocketAddressError, socketPathOf } from "./server/socket.js";
 import { closedEarlyInspector, handleSignals, holdSignals, IGNORED_SIGNALS, SHUTDOWN_SIGNALS } from "./signals.js";
@@ -20,8 +21,12 @@ const LOG_FLUSH_MS = 200;
  * otherwise ignored. The signals are held from the first line of `main.ts`
  * (`signals.ts`); one that arrived while starting is acted on here.
  *
+ * Before the `listening` line it logs the runc binary Create will run and its
+ * version (or, as a warning, that none was found: Create then fails with
+ * RUNC_NOT_FOUND while every other call works) and the cgroup mode detected.
+ *
  * @returns the exit code once the server has stopped: 0 after a shutdown on a
- *   signal, 2 for an unusable state root or socket address, 1 for any other failure
+ *   signal, 2 for an unusable state root, socket address or metrics address, 1 for any other failure
  */
 export async function serve(config: ServeConfig): Promise<number> {
   let log: Logger;
@@ -48,7 +53,10 @@ export async function serve(config: ServeConfig): Promise<number> {
   let resolveExit!: (code: number) => void;
   const exit = new Promise<number>((resolve) => (resolveExit = resolve));
   const stop = (code: number): void => resolveExit(code); // the first call wins
+  let shuttingDown = false;
   const beginShutdown = (server: RunningServer): void => {
+    if (shuttingDown) return; // a signal during the start-up checks below has begun it already
+    shuttingDown = true;
     log.info({ timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
     void server.shutdown(config.shutdownTimeoutMs).then(async (graceful) => {
       log.info({ graceful }, graceful ? "shut down" : "shutdown timed out; calls in flight were cancelled");
@@ -89,7 +97,10 @@ export async function serve(config: ServeConfig): Promise<number> {
     socketPath = socketPathOf(config.address);
     root = prepareStateRoot(config.root);
     running = await startShimServer(
-      { root, socketPath, socketGroup: config.socketGroup, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc, limits: config.limits },
+      {
+        root, socketPath, socketGroup: config.socketGroup, startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs,
+        runc: config.runc, limits: config.limits, metricsAddress: config.metricsAddress,
+      },
       log,
     );
   } catch (e) {
@@ -100,7 +111,16 @@ export async function serve(config: ServeConfig): Promise<number> {
     stop(usage ? EXIT.USAGE : EXIT.FAILURE);
     return exit;
   }
-  log.info({ address: socketPath, root }, "listening");
+  // What Create will run: found once here for the operator; Create itself spawns it every time,
+  // so a runc installed later is used without a restart.
+  const runc = await probeRunc(config.runc);
+  if ("error" in runc) {
+    log.warn({ runc: config.runc, err: runc.error }, "runc not found: Create will answer FAILED_PRECONDITION (RUNC_NOT_FOUND) until it can run it; every other call works");
+  } else {
+    log.info({ runc: runc.path, runcVersion: runc.version }, "runc found: Create will run it");
+  }
+  log.info({ cgroupMode: running.cgroupMode }, `cgroup mode detected: ${running.cgroupMode}`);
+  log.info({ address: socketPath, root, metricsAddress: running.metricsAddress }, "listening");
   if (signals > 0) beginShutdown(running);
   return exit;
 }

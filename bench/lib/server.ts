@@ -45,11 +45,13 @@ export async function launchServer(opts: {
   nodeArgs?: string[];
   logLevel?: string;
   readyTimeoutMs?: number;
+  /** More `serve` flags, e.g. `--metrics-address`. */
+  serveArgs?: string[];
 }): Promise<ServerHandle> {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm run bench does)`);
   const proc = spawn(
     process.execPath,
-    [...(opts.nodeArgs ?? []), MAIN, "serve", "--root", opts.root, "--address", opts.socket, "--log-level", opts.logLevel ?? "warn"],
+    [...(opts.nodeArgs ?? []), MAIN, "serve", "--root", opts.root, "--address", opts.socket, "--log-level", opts.logLevel ?? "warn", ...(opts.serveArgs ?? [])],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   if (proc.pid === undefined) throw new Error("could not spawn the server");

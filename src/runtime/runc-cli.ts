@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -31,6 +31,85 @@ export interface RuncCreateOptions {
    * mid-create would leave cgroup dirs (and possibly an init) nobody knows of.
    */
   signal?: AbortSignal;
+  /**
+   * Told once when runc's run ends (exit, spawn failure, timeout): how long it
+   * took, in seconds, and the error it ended with (undefined: runc exited 0).
+   * For metrics; must not throw.
+   */
+  onEnd?: (seconds: number, error: RuntimeError | undefined) => void;
+}
+
+/** What {@link probeRunc} found: the binary and the first line of its `--version`, or why there is none. */
+export type RuncProbe = { readonly path: string; readonly version: string } | { readonly error: string };
+
+/** How long {@link probeRunc} lets `runc --version` run, in ms. */
+export const RUNC_VERSION_TIMEOUT_MS = 5000;
+
+/**
+ * Where the binary `runc` (a path, or a name looked up on `PATH` as spawn(2)
+ * does) is: an existing executable regular file.
+ *
+ * @returns its absolute path, or an explanation (`not found on PATH (...)`,
+ *   `does not exist`, `is not a regular file`, `is not executable`)
+ */
+export function resolveRunc(runc: string, envPath: string = process.env.PATH ?? ""): { path: string } | { error: string } {
+  const check = (file: string): string | undefined => {
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (st === undefined) return "does not exist";
+    if (!st.isFile()) return "is not a regular file";
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+    } catch {
+      return "is not executable";
+    }
+    return undefined;
+  };
+  if (runc.includes("/")) {
+    const abs = path.resolve(runc);
+    const why = check(abs);
+    return why === undefined ? { path: abs } : { error: `runc binary ${JSON.stringify(runc)} (--runc) ${why}` };
+  }
+  for (const dir of envPath.split(":")) {
+    if (dir === "") continue;
+    const file = path.resolve(dir, runc);
+    if (check(file) === undefined) return { path: file };
+  }
+  return { error: `runc binary ${JSON.stringify(runc)} (--runc) not found on PATH (${envPath})` };
+}
+
+/**
+ * Finds the runc binary Create will run ({@link resolveRunc}) and asks it for
+ * its version (`runc --version`, at most {@link RUNC_VERSION_TIMEOUT_MS}).
+ * Never throws: a binary that cannot be found or run is an `error`.
+ *
+ * @returns `{ path, version }` (the first line of the output, e.g. `runc version 1.1.5+ds1`), or `{ error }`
+ */
+export async function probeRunc(runc: string, timeoutMs = RUNC_VERSION_TIMEOUT_MS): Promise<RuncProbe> {
+  const found = resolveRunc(runc);
+  if ("error" in found) return found;
+  return new Promise((resolve) => {
+    execFile(found.path, ["--version"], { timeout: timeoutMs, env: runcEnv(), encoding: "utf8" }, (err, stdout) => {
+      const first = stdout.split("\n")[0]?.trim() ?? "";
+      if (err !== null) resolve({ error: `${found.path} --version failed: ${describeError(err)}` });
+      else if (first === "") resolve({ error: `${found.path} --version printed nothing` });
+      else resolve({ path: found.path, version: first });
+    });
+  });
+}
+
+/**
+ * The message of Create's `RuncNotFound` error: which binary, why it cannot
+ * be run, and that only Create needs it.
+ */
+export function runcNotFoundMessage(runc: string, e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const why =
+    code === "ENOENT"
+      ? runc.includes("/") ? "no such file" : `not found on PATH (${process.env.PATH ?? ""})`
+      : code === "EACCES"
+        ? "permission denied (not an executable file?)"
+        : describeError(e);
+  return `cannot run runc binary ${JSON.stringify(runc)} (--runc): ${why}; Create needs runc, every other call works without it`;
 }
 
 /** The environment runc runs with: the shim's, without {@link SCRUBBED_ENV}. */
@@ -98,6 +177,17 @@ export async function runcCreate(opts: RuncCreateOptions): Promise<void> {
         ["--root", opts.root, "--log", logFile, "--log-format", "json", "create", "--bundle", opts.bundle, opts.id],
         { stdio: [...opts.stdio], env: runcEnv(), cwd: opts.bundle, detached: true },
       );
+      const t0 = performance.now();
+      let reported = false;
+      const report = (error: RuntimeError | undefined): void => {
+        if (reported) return;
+        reported = true;
+        opts.onEnd?.((performance.now() - t0) / 1000, error);
+      };
+      const fail = (e: RuntimeError): void => {
+        report(e);
+        reject(e);
+      };
       let aborted: unknown;
       let timedOut: unknown;
       const timer = setTimeout(() => {
@@ -120,21 +210,24 @@ export async function runcCreate(opts: RuncCreateOptions): Promise<void> {
       };
       child.once("error", (e) => {
         done();
-        reject(new RuntimeError("RuncNotFound", `cannot run runc binary ${JSON.stringify(opts.runc)} (--runc): ${describeError(e)}`, { cause: e }));
+        fail(new RuntimeError("RuncNotFound", runcNotFoundMessage(opts.runc, e), { cause: e }));
       });
       child.once("exit", (code, signal) => {
         done();
         if (timedOut !== undefined || aborted !== undefined) {
-          reject(timedOut ?? aborted);
+          const e = timedOut ?? aborted;
+          report(e instanceof RuntimeError ? e : new RuntimeError("Cancelled", "create cancelled"));
+          reject(e);
           return;
         }
         if (code === 0) {
+          report(undefined);
           resolve();
           return;
         }
         const message = runcErrorFromLog(readTail(logFile)) ?? `runc create ${code !== null ? `exited with status ${code}` : `was killed by ${signal ?? "a signal"}`}`;
-        if (message.endsWith(MSG.exists)) reject(new RuntimeError("ContainerExists", MSG.exists));
-        else reject(new RuntimeError("RuncFailed", message));
+        if (message.endsWith(MSG.exists)) fail(new RuntimeError("ContainerExists", MSG.exists));
+        else fail(new RuntimeError("RuncFailed", message));
       });
     });
   } finally {

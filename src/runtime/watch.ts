@@ -85,8 +85,11 @@ export class WatchSubscription {
   private ending: { error?: unknown } | undefined;
   private closed = false;
 
-  /** @internal created by {@link WatchHub.subscribe} */
-  constructor(id: string | undefined, private readonly onClose: (s: WatchSubscription) => void) {
+  /**
+   * @internal created by {@link WatchHub.subscribe}
+   * @param onMerge told each time an offered event merges with (replaces or drops) a pending one
+   */
+  constructor(id: string | undefined, private readonly onClose: (s: WatchSubscription) => void, private readonly onMerge?: () => void) {
     this.id = id;
   }
 
@@ -140,6 +143,7 @@ export class WatchSubscription {
     const kind: WatchEventKind = sig === undefined ? "removed" : before === undefined ? (this.synced ? "appeared" : "initial") : "changed";
     const event: WatchEvent = { kind, id, entry: sig === undefined ? undefined : entry };
     const queued = this.pending.get(id);
+    if (queued !== undefined) this.onMerge?.();
     if (queued === undefined) {
       this.pending.set(id, event);
     } else if (queued.kind === "initial") {
@@ -208,6 +212,12 @@ export interface WatchHubOptions {
   rescanMs?: number;
   /** Told about trouble worth a log line: a notification that could not be set up, an unexpected error. */
   onWarning?: (message: string, err: unknown) => void;
+  /**
+   * Told each time a subscriber's pending event is merged with a newer one
+   * (replaced, or dropped with it) because the reader had not taken it yet
+   * (see {@link WatchSubscription}); for metrics.
+   */
+  onMerged?: () => void;
 }
 
 /**
@@ -275,7 +285,7 @@ export class WatchHub {
     if (id !== undefined) validateContainerId(id);
     checkStateRoot(this.root.path);
     this.start();
-    const sub = new WatchSubscription(id, (s) => this.unsubscribe(s));
+    const sub = new WatchSubscription(id, (s) => this.unsubscribe(s), this.opts.onMerged);
     try {
       this.users.refresh();
       // Containers the hub already follows are current (notifications, poll); only new ones are loaded.

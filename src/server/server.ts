@@ -10,8 +10,12 @@ import { ConnectionGate, DEFAULT_PREFACE_TIMEOUT_MS, defaultMaxConnections } fro
 import { ShimHealth } from "./health.js";
 import { addReflection } from "./reflection.js";
 import { createShimService } from "./service.js";
-import { SocketAddressError, prepareSocketPath, secureSocket } from "./socket.js";
+import { SocketAddressError, listenUnix, prepareSocketPath, secureSocket } from "./socket.js";
 import { CallTracker, safeDeserializers } from "./unary.js";
+import { ShimMetrics, startMetricsListener, type MetricsListener } from "./metrics.js";
+import type { MetricsAddress } from "../config.js";
+import type { CgroupMode } from "../runtime/freezer.js";
+import { VERSION } from "../version.js";
 
 /** After the last unary call answered, how long shutdown lets responses flush before cancelling streams, in ms. */
 export const FLUSH_GRACE_MS = 250;
@@ -44,6 +48,8 @@ export interface ServerConfig {
   runc?: string;
   /** Limits on connections and streams; the defaults of {@link DEFAULT_LIMITS} when absent. */
   limits?: Partial<ServerLimits>;
+  /** Where to serve `GET /metrics` (`--metrics-address`); no metrics (and no listener) when absent. */
+  metricsAddress?: MetricsAddress;
 }
 
 /** Limits on what clients may hold open (flags of `serve`). */
@@ -74,6 +80,10 @@ export interface RunningServer {
   server: grpc.Server;
   /** The health service (NOT_SERVING once shutdown begins). */
   health: ShimHealth;
+  /** The cgroup layout detected on this host (`StateRoot.cgroupMode`). */
+  cgroupMode: CgroupMode;
+  /** Where `GET /metrics` is served (the port bound when 0 was asked), or undefined without `metricsAddress`. */
+  metricsAddress: string | undefined;
   /**
    * Graceful shutdown: health NOT_SERVING, new calls refused, in-flight calls
    * finish (at most `timeoutMs`, then forced), the socket file removed.
@@ -84,36 +94,25 @@ export interface RunningServer {
   forceShutdown(): void;
 }
 
-function listen(listener: net.Server, socketPath: string): Promise<void> {
-  // The socket must never be reachable by others, not even between bind and chmod.
-  const previous = process.umask(0o177);
-  return new Promise<void>((resolve, reject) => {
-    const onError = (e: Error): void => {
-      process.umask(previous);
-      reject(e);
-    };
-    listener.once("error", onError);
-    listener.listen(socketPath, () => {
-      process.umask(previous);
-      listener.removeListener("error", onError);
-      resolve();
-    });
-  });
-}
-
 /**
  * Builds the server (ShimService, grpc.health.v1.Health, reflection v1 and
  * v1alpha), binds it on the Unix socket as containerd's shim does (stale socket
  * removed and bind retried once, a live one refused, mode 0600 or 0660 before
- * the first call can be served) and returns a handle to shut it down.
+ * the first call can be served), then the metrics listener when asked for
+ * (see {@link startMetricsListener}), and returns a handle to shut it down.
  *
- * @throws {SocketAddressError} `address in use by a running server`, a non-socket at the path
+ * @throws {SocketAddressError} `address in use by a running server`, a non-socket at the path (the
+ *   gRPC socket or the metrics address)
  */
 export async function startShimServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const root = new StateRoot(config.root);
   const tracker = new CallTracker();
+  const metrics = config.metricsAddress === undefined ? undefined : new ShimMetrics({ root, version: VERSION });
   // One hub shared by every Watch; closed when shutdown begins, which ends open watches with OK.
-  const watchHub = new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
+  const watchHub = new WatchHub(root, {
+    onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`),
+    onMerged: metrics === undefined ? undefined : () => metrics.watchEventMerged(),
+  });
   const health = new ShimHealth(() => {
     try {
       checkStateRoot(config.root);
@@ -137,7 +136,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
           : "closed a connection that did not speak HTTP/2"),
   });
   server.addService(safeDeserializers(ShimServiceService), createShimService({
-    root, log, tracker, watchHub, gate, limits,
+    root, log, tracker, watchHub, gate, limits, metrics,
     startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc,
   }));
   health.addToServer(server);
@@ -151,14 +150,14 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   let listener = makeListener();
   await prepareSocketPath(config.socketPath);
   try {
-    await listen(listener, config.socketPath);
+    await listenUnix(listener, config.socketPath);
   } catch {
     // Lost a race with another process for the path: decide again once.
     listener.close();
     await prepareSocketPath(config.socketPath);
     listener = makeListener();
     try {
-      await listen(listener, config.socketPath);
+      await listenUnix(listener, config.socketPath);
     } catch (e2) {
       listener.close();
       injector.destroy();
@@ -168,6 +167,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   listener.on("error", (e) => log.error({ err: describeError(e) }, "accepting a connection failed"));
   const closeListener = (): void => {
     listener.close();
+    metricsListener?.close();
   };
   let socketIno: number | undefined;
   try {
@@ -179,6 +179,18 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     server.forceShutdown();
     fs.rmSync(config.socketPath, { force: true });
     throw e;
+  }
+  let metricsListener: MetricsListener | undefined;
+  if (metrics !== undefined && config.metricsAddress !== undefined) {
+    try {
+      metricsListener = await startMetricsListener(config.metricsAddress, metrics, log);
+    } catch (e) {
+      listener.close();
+      injector.destroy();
+      server.forceShutdown();
+      fs.rmSync(config.socketPath, { force: true });
+      throw e;
+    }
   }
 
   // Parse every state.json once in the background, so the first List of a large root is fast.
@@ -196,6 +208,8 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   const running: RunningServer = {
     server,
     health,
+    cgroupMode: root.cgroupMode,
+    metricsAddress: metricsListener?.address,
     shutdown(timeoutMs) {
       shutdownPromise ??= new Promise<boolean>((resolve) => {
         closeListener();

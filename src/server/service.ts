@@ -33,6 +33,7 @@ import { WatchHub, type WatchEvent, type WatchEventKind } from "../runtime/watch
 import { BUG_ROW, ERROR_TABLE, INTERNAL_MESSAGE } from "./errors.js";
 import { serverStream, type MessageSource } from "./stream.js";
 import { unary, type CallContext, type CallTracker, type ConnectionCalls } from "./unary.js";
+import type { ShimMetrics } from "./metrics.js";
 import type { ServerLimits } from "./server.js";
 import { createContainer } from "../runtime/ops/create.js";
 import { deleteContainer } from "../runtime/ops/delete.js";
@@ -147,6 +148,8 @@ export interface ShimServiceOptions {
   gate?: ConnectionCalls;
   /** Watch stream limits; unlimited when absent. */
   limits?: Pick<ServerLimits, "maxWatches" | "maxWatchesPerConnection">;
+  /** Metrics told of every call, handshake, runc run and Watch message; none when absent. */
+  metrics?: ShimMetrics;
 }
 
 /**
@@ -196,17 +199,19 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
   const { root, log, tracker } = opts;
   const createTimeoutMs = opts.createTimeoutMs ?? 60_000;
   const connections = opts.gate;
+  const metrics = opts.metrics;
+  const observer = metrics;
   const watches = new WatchLimits(opts.limits?.maxWatches ?? Infinity, opts.limits?.maxWatchesPerConnection ?? Infinity);
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
   return {
     state: unary<StateRequest, StateResponse>(
-      { connections, rpc: "State", log, tracker, containerIdOf: (r) => r.id },
+      { connections, observer, rpc: "State", log, tracker, containerIdOf: (r) => r.id },
       (req) => toStateResponse(root.state(req.id)),
     ),
     start: unary<StartRequest, StartResponse>(
-      { connections, rpc: "Start", log, tracker, containerIdOf: (r) => r.id, cancellable: true, capMs: opts.startTimeoutMs },
+      { connections, observer, rpc: "Start", log, tracker, containerIdOf: (r) => r.id, cancellable: true, capMs: opts.startTimeoutMs },
       async (req, ctx) => {
         const pid = await startContainer(root, req.id, {
           signal: ctx.signal,
@@ -216,50 +221,53 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
             typeof result === "string"
               ? ctx.log.warn({ outcome: result }, "start completed after its call had ended (exec fifo consumed and removed)")
               : ctx.log.info({ errorKind: result.kind, err: result.message }, "detached exec fifo wait ended without a start"),
+          onHandshakeEnd: metrics === undefined ? undefined : (outcome, seconds) => metrics.handshakeEnded(outcome, seconds),
         });
         return { pid };
       },
     ),
     create: unary<CreateRequest, CreateResponse>(
       {
-        connections, rpc: "Create", log, tracker, containerIdOf: (r) => r.id, cancellable: true,
+        connections, observer, rpc: "Create", log, tracker, containerIdOf: (r) => r.id, cancellable: true,
         waitingFor: "runc create finished; what it created was removed",
       },
       async (req, ctx) => ({
-        pid: await createContainer(root, req.id, req, { signal: ctx.signal, warn: warnTo(ctx), runc: opts.runc ?? "runc", timeoutMs: createTimeoutMs }),
+        pid: await createContainer(root, req.id, req, { signal: ctx.signal, warn: warnTo(ctx), runc: opts.runc ?? "runc", timeoutMs: createTimeoutMs,
+          onRuncEnd: metrics === undefined ? undefined : (seconds, error) => metrics.runcCreateEnded(seconds, error),
+        }),
       }),
     ),
     kill: unary<KillRequest, KillResponse>(
-      { connections, rpc: "Kill", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was signalled)" },
+      { connections, observer, rpc: "Kill", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was signalled)" },
       async (req, ctx) => {
         await killContainer(root, req.id, { signal: req.signal, all: req.all }, { signal: ctx.signal, warn: warnTo(ctx) });
         return {};
       },
     ),
     pause: unary<PauseRequest, PauseResponse>(
-      { connections, rpc: "Pause", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was frozen)" },
+      { connections, observer, rpc: "Pause", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was frozen)" },
       async (req, ctx) => {
         await pauseContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
         return {};
       },
     ),
     resume: unary<ResumeRequest, ResumeResponse>(
-      { connections, rpc: "Resume", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was thawed)" },
+      { connections, observer, rpc: "Resume", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was thawed)" },
       async (req, ctx) => {
         await resumeContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
         return {};
       },
     ),
     delete: unary<DeleteRequest, DeleteResponse>(
-      { connections, rpc: "Delete", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was removed)" },
+      { connections, observer, rpc: "Delete", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was removed)" },
       async (req, ctx) => ({ pid: await deleteContainer(root, req.id, { force: req.force }, { signal: ctx.signal, warn: warnTo(ctx) }) }),
     ),
     list: unary<ListRequest, ListResponse>(
-      { connections, rpc: "List", log, tracker, containerIdOf: () => "" },
+      { connections, observer, rpc: "List", log, tracker, containerIdOf: () => "" },
       async (_req, ctx) => ({ containers: (await listContainersYielding(root)).map((e) => toWireEntry(boundListEntry(e), ctx.log)) }),
     ),
     watch: serverStream<WatchRequest, WatchResponse>(
-      { connections, rpc: "Watch", log, containerIdOf: (r) => r.id },
+      { connections, observer, rpc: "Watch", log, containerIdOf: (r) => r.id },
       (req, ctx): MessageSource<WatchResponse> => {
         const release = watches.acquire(ctx.peer);
         let sub: ReturnType<WatchHub["subscribe"]>;
@@ -272,7 +280,9 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
         return {
           next: () => {
             const ev = sub.take();
-            return ev === undefined ? undefined : toWatchResponse(ev, ctx.log);
+            if (ev === undefined) return undefined;
+            metrics?.watchEventSent(ev.kind);
+            return toWatchResponse(ev, ctx.log);
           },
           get done() {
             return sub.done;

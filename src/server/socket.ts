@@ -96,6 +96,29 @@ export async function prepareSocketPath(socketPath: string): Promise<void> {
 }
 
 /**
+ * Listens on a Unix socket path with umask 0177 for the bind, so the socket is
+ * never reachable by others, not even between bind and the chmod of
+ * {@link secureSocket}. The umask is restored once the bind is done.
+ *
+ * @throws Error the listener's bind error (EADDRINUSE, EACCES, ...)
+ */
+export function listenUnix(listener: net.Server, socketPath: string): Promise<void> {
+  const previous = process.umask(0o177);
+  return new Promise<void>((resolve, reject) => {
+    const onError = (e: Error): void => {
+      process.umask(previous);
+      reject(e);
+    };
+    listener.once("error", onError);
+    listener.listen(socketPath, () => {
+      process.umask(previous);
+      listener.removeListener("error", onError);
+      resolve();
+    });
+  });
+}
+
+/**
  * Sets the socket's mode right after bind: 0600, or 0660 with group `group`
  * (a group name or numeric gid) when given; then a private parent dir owned by
  * us also gets that group and mode 0710, so the group can reach the socket.

@@ -2,7 +2,7 @@ import { status as GrpcStatus, type ServerWritableStream, type handleServerStrea
 import type { Logger } from "pino";
 import { RuntimeError, describeError } from "../runtime/errors.js";
 import { toGrpcStatus } from "./errors.js";
-import { MalformedRequest, type ConnectionCalls } from "./unary.js";
+import { MalformedRequest, type CallObserver, type ConnectionCalls } from "./unary.js";
 
 /**
  * Where a server stream's messages come from: a pull queue that the adapter
@@ -31,6 +31,8 @@ export interface StreamOptions<Req> {
   containerIdOf: (req: Req) => string;
   /** Marks the call's connection busy while the stream is open. */
   connections?: ConnectionCalls;
+  /** Told when the stream opens and how it ends (metrics). */
+  observer?: CallObserver;
 }
 
 /**
@@ -47,7 +49,8 @@ export interface StreamOptions<Req> {
  * - When the source is done and drained the call ends: OK, or the source's error.
  * - When the client cancels (or the server is force-shut down) the source is closed.
  * - One log line per call when it ends: `rpc`, `containerId`, `code`,
- *   `durationMs`, `messages`, plus `errorKind` and `err` for failures.
+ *   `durationMs`, `messages`, plus `errorKind` and `err` for failures;
+ *   `observer` is told then too (and when the source opened).
  */
 export function serverStream<Req, Res>(
   opts: StreamOptions<Req>,
@@ -63,6 +66,7 @@ export function serverStream<Req, Res>(
     let finished = false;
     let waitingDrain = false;
     let messages = 0;
+    let closeObserved: (() => void) | undefined;
 
     const onDrain = (): void => {
       waitingDrain = false;
@@ -79,12 +83,17 @@ export function serverStream<Req, Res>(
       call.removeListener("cancelled", onCancelled);
       call.removeListener("drain", onDrain);
       source?.close();
-      const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+      closeObserved?.();
+      const elapsed = performance.now() - t0;
+      const durationMs = Math.round(elapsed * 1000) / 1000;
+      const observe = (code: string): void => opts.observer?.callEnded(opts.rpc, code, elapsed / 1000, "stream");
       if (how.cancelled === true) {
+        observe("CANCELLED");
         log.info({ code: "CANCELLED", durationMs, messages }, "rpc");
         return;
       }
       if (how.error === undefined) {
+        observe("OK");
         log.info({ code: "OK", durationMs, messages }, "rpc");
         call.end();
         return;
@@ -92,6 +101,7 @@ export function serverStream<Req, Res>(
       const err = how.error;
       const st = toGrpcStatus(err, rawId === "" ? undefined : containerId);
       const codeName = GrpcStatus[st.code];
+      observe(codeName);
       if (err instanceof RuntimeError) {
         const cause = err.cause === undefined ? undefined : describeError(err.cause);
         log.info({ code: codeName, durationMs, messages, errorKind: err.kind, err: describeError(err), cause }, "rpc");
@@ -133,6 +143,7 @@ export function serverStream<Req, Res>(
       finish({ error: e });
       return;
     }
+    closeObserved = opts.observer?.streamOpened(opts.rpc);
     if (call.cancelled) {
       finish({ cancelled: true });
       return;

@@ -102,6 +102,24 @@ export interface UnaryOptions<Req> {
   tracker?: CallTracker;
   /** Marks the call's connection busy while it runs (see `ConnectionGate.enter`). */
   connections?: ConnectionCalls;
+  /** Told how the call ended (metrics). */
+  observer?: CallObserver;
+}
+
+/**
+ * Told how each call ends, once, by the unary and stream adapters (the same
+ * place that writes the call's log line): the server's metrics observe calls
+ * through this, so handlers and domain code know nothing of them. Must not throw.
+ */
+export interface CallObserver {
+  /**
+   * A call ended: a unary call answered, or a stream ended.
+   * @param code the gRPC status code name (`OK`, `NOT_FOUND`, ...)
+   * @param seconds from the call's arrival to its answer (a stream: to its end)
+   */
+  callEnded(rpc: string, code: string, seconds: number, kind: "unary" | "stream"): void;
+  /** A server stream is open (its source was opened); returns the function to call when it ends. */
+  streamOpened(rpc: string): () => void;
 }
 
 /** Counts calls per connection, by grpc-js peer name (`ConnectionGate`). */
@@ -117,7 +135,8 @@ export interface ConnectionCalls {
  * {@link toGrpcStatus} (the one translation to gRPC status), and logs one line
  * per call: `rpc`, `containerId`, `code`, `durationMs`, plus `errorKind` and
  * `err` for failures. The log line is written when the handler settles, also
- * when the client has gone.
+ * when the client has gone; `observer` (metrics) is told at the same moment,
+ * before the answer is sent.
  */
 export function unary<Req, Res>(
   opts: UnaryOptions<Req>,
@@ -176,14 +195,17 @@ export function unary<Req, Res>(
       answered = true;
       cleanup();
       done();
-      const durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+      const elapsed = performance.now() - t0;
+      const durationMs = Math.round(elapsed * 1000) / 1000;
       if (err === undefined) {
+        opts.observer?.callEnded(opts.rpc, "OK", elapsed / 1000, "unary");
         if (opts.log.isLevelEnabled("info")) logger().info({ code: "OK", durationMs }, "rpc");
         callback(null, value);
         return;
       }
       const st = toGrpcStatus(err, rawId === "" ? undefined : containerId);
       const codeName = GrpcStatus[st.code];
+      opts.observer?.callEnded(opts.rpc, codeName, elapsed / 1000, "unary");
       if (err instanceof RuntimeError) {
         const cause = err.cause === undefined ? undefined : describeError(err.cause);
         if (opts.log.isLevelEnabled("info")) logger().info({ code: codeName, durationMs, errorKind: err.kind, err: describeError(err), cause }, "rpc");

@@ -112,7 +112,7 @@ main();
 `;
 
 /** What the package may ship: the built client and CLI, the generated code they import, the descriptor sets, the contract. */
-const SHIPPED = [/^package\.json$/, /^README\.md$/, /^dist\/src\//, /^dist\/gen\/ts\//, /^gen\/(descriptors|health|rpc)\.binpb$/, /^proto\/runcshim\/v1\/shim\.proto$/];
+const SHIPPED = [/^package\.json$/, /^README\.md$/, /^dist\/src\//, /^dist\/gen\/ts\//, /^gen\/(descriptors|health|rpc)\.binpb$/, /^proto\/runcshim\/v1\/shim\.proto$/, /^deploy\/systemd\/runc-shim\.service$/];
 
 /** The consumer's TypeScript: uses the public types; the @ts-expect-error lines fail the typecheck if the types were `any`. */
 const TYPED_TS = `
@@ -247,6 +247,7 @@ describe("npm pack: the package installs and works for a consumer", () => {
         "gen/rpc.binpb",
         "dist/gen/ts/runcshim/v1/shim.js",
         "proto/runcshim/v1/shim.proto",
+        "deploy/systemd/runc-shim.service",
       ]),
     );
     // Nothing users do not import or run: no benchmark, no repository scripts, no tests, no sources.

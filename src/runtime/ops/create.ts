@@ -25,6 +25,8 @@ export interface CreateOptions extends OpContext {
   runc: string;
   /** Bound of runc create, in ms (`--create-timeout`). */
   timeoutMs: number;
+  /** Told when runc's run ends: its duration in seconds and the error it ended with, if any (see `RuncCreateOptions.onEnd`). */
+  onRuncEnd?: (seconds: number, error: RuntimeError | undefined) => void;
 }
 
 /** Largest config.json read to check `process.terminal`, in bytes. */
@@ -138,6 +140,7 @@ export async function createContainer(root: StateRoot, id: string, req: CreateRe
         stdio: [fds[0]!, fds[1]!, fds[2]!],
         timeoutMs: opts.timeoutMs,
         signal: opts.signal,
+        onEnd: opts.onRuncEnd,
       });
     } catch (e) {
       if (e instanceof RuntimeError && (e.kind === "DeadlineExceeded" || e.kind === "Cancelled")) await removeLeftovers(root, id, stateDir, opts);

@@ -22,6 +22,14 @@ export interface StartOptions extends OpContext {
    * fifo open (closing ours would have killed it).
    */
   onDetachedEnd?: (result: CommitOutcome | RuntimeError) => void;
+  /**
+   * Told once per exec fifo handshake, when the call's wait for it ends: how
+   * long it took, in seconds (from opening the fifo), and its outcome — a
+   * {@link CommitOutcome} (`exec`, `exited`, `timeout`, `answered-early`), or the
+   * kind of the error that ended it (`ContainerStopped`, `ContainerRunning`,
+   * `DeadlineExceeded`, `Cancelled`, `SystemError`). For metrics; must not throw.
+   */
+  onHandshakeEnd?: (outcome: string, seconds: number) => void;
 }
 
 /** The error Start answers for a container whose status is not `created`. */
@@ -67,6 +75,8 @@ export async function startContainer(root: StateRoot, id: string, opts: StartOpt
     if (!canStart(status)) throw cannotStart(status, fifo, id);
     const { initProcessPid: pid, initProcessStart: startTime } = c.record;
     let detachedEnd: (() => void) | undefined;
+    const t0 = performance.now();
+    const ended = (outcome: string): void => opts.onHandshakeEnd?.(outcome, (performance.now() - t0) / 1000);
     const outcome = await execFifoHandshake(fifo, {
       isInitAlive: () => isInitAlive(pid, startTime),
       signal: opts.signal,
@@ -79,7 +89,11 @@ export async function startContainer(root: StateRoot, id: string, opts: StartOpt
         detachedEnd?.();
         opts.onDetachedEnd?.(result);
       },
-    }).catch((e: unknown) => {
+    }).then((o) => {
+      ended(o);
+      return o;
+    }, (e: unknown) => {
+      ended(e instanceof RuntimeError ? e.kind : "error");
       if (e instanceof RuntimeError && e.containerId === undefined) {
         throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
       }
