@@ -204,7 +204,7 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
      */
     const drain = (): "eof" | "open" => {
       if (ended || closed) return "eof"; // the socket may have closed the fd: never read a reused number
-      for (let read = 0; read < DRAIN_BYTES_PER_TICK; ) {
+      while (readThisTick < DRAIN_BYTES_PER_TICK) {
         let n: number;
         try {
           n = fs.readSync(fd, DRAIN_BUFFER, 0, DRAIN_BUFFER.length, null);
@@ -212,7 +212,7 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
           return isErrno(e, "EAGAIN") ? "open" : "eof";
         }
         if (n === 0) return "eof";
-        read += n;
+        readThisTick += n;
       }
       return "open";
     };
@@ -260,14 +260,14 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     let writerGoneTicks = 0;
     const poll = setInterval(() => {
       if (committed) {
-        // A new tick, a new budget for the event loop's reads (see onRead).
+        // A new tick, a new budget, shared by this drain and the event loop's reads (see onRead).
         readThisTick = 0;
-        if (paused) {
+        if (drain() === "eof") finish("exec");
+        else if (!opts.isInitAlive()) finish("exited");
+        else if (paused && readThisTick < DRAIN_BYTES_PER_TICK) {
           paused = false;
           sock.resume();
         }
-        if (drain() === "eof") finish("exec");
-        else if (!opts.isInitAlive()) finish("exited");
         return;
       }
       const alive = opts.isInitAlive();

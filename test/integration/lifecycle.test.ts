@@ -20,7 +20,8 @@ const answerOf = async (p: Promise<unknown>): Promise<string> => {
 };
 
 /** An init that exits 7 on SIGTERM, saying so on its stdout first. */
-const TRAP_TERM = ["/bin/sh", "-c", 'trap "echo got-term; exit 7" TERM; while :; do sleep 0.2; done'];
+// Says "ready" once its trap is set: a SIGTERM before that would be dropped (an init without a handler).
+const TRAP_TERM = ["/bin/sh", "-c", 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.2; done'];
 
 type Status = Exclude<Judged, "absent">;
 type Verb = "kill" | "pause" | "resume" | "delete" | "delete --force" | "create" | "start";
@@ -80,10 +81,17 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
   let server: ServerProcess;
   let shim: ShimClient;
   let trapBundle: string;
+  /** Creates and starts a container of the trapping bundle, and waits until its trap is set. */
+  let startTrapped: (id: string, out: string) => Promise<void>;
 
   beforeAll(async () => {
     fx = new LifeFixture("rs-life-");
     trapBundle = makeBundle(path.join(fx.dir, "trap"), TRAP_TERM);
+    startTrapped = async (id, out) => {
+      await shim.create(id, { bundle: trapBundle, stdout: out });
+      await shim.start(id);
+      await waitFor(() => fs.existsSync(out) && fs.readFileSync(out, "utf8") === "ready\n", 5000, "the init to set its SIGTERM trap");
+    };
     server = await startServer(fx.root);
     shim = createShimClient(server.socket);
   });
@@ -148,11 +156,10 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
       for (const signal of [0, undefined]) {
         const out = path.join(fx.dir, `${uniqueId("out")}.txt`);
         const id = fx.track(uniqueId("rs-lk"));
-        await shim.create(id, { bundle: trapBundle, stdout: out });
-        await shim.start(id);
+        await startTrapped(id, out);
         await shim.kill(id, signal);
         await waitFor(() => fx.judge(id) === "stopped", 5000, "the trapping init to exit on SIGTERM");
-        expect(fs.readFileSync(out, "utf8")).toBe("got-term\n");
+        expect(fs.readFileSync(out, "utf8")).toBe("ready\ngot-term\n");
         await expectJudged(fx, shim, id, "stopped");
       }
     });
@@ -160,14 +167,13 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
     it("signal 65 is INVALID_ARGUMENT and nothing is signalled", async () => {
       const out = path.join(fx.dir, `${uniqueId("out")}.txt`);
       const id = fx.track(uniqueId("rs-lk"));
-      await shim.create(id, { bundle: trapBundle, stdout: out });
-      await shim.start(id);
+      await startTrapped(id, out);
       const e = await failure(shim.kill(id, 65));
       expect([e.codeName, e.details, e.reason]).toEqual(["INVALID_ARGUMENT", "invalid signal 65: expected 1-64 (0 means SIGTERM)", "INVALID_ARGUMENT"]);
       const e2 = await failure(shim.kill(id, 65, { all: true }));
       expect(e2.codeName).toBe("INVALID_ARGUMENT");
       await new Promise((r) => setTimeout(r, 400)); // two rounds of the init's loop: a SIGTERM would have landed
-      expect(fs.readFileSync(out, "utf8")).toBe("");
+      expect(fs.readFileSync(out, "utf8")).toBe("ready\n");
       await expectJudged(fx, shim, id, "running");
     });
 
@@ -191,17 +197,16 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
     it("--all TERM to a paused container keeps it paused (runc would resume it); the TERM lands on Resume", async () => {
       const out = path.join(fx.dir, `${uniqueId("out")}.txt`);
       const id = fx.track(uniqueId("rs-lk"));
-      await shim.create(id, { bundle: trapBundle, stdout: out });
-      await shim.start(id);
+      await startTrapped(id, out);
       await shim.pause(id);
       await shim.kill(id, "TERM", { all: true });
       await new Promise((r) => setTimeout(r, 400));
       expect(fx.freezerState(id)).toBe("FROZEN");
       await expectJudged(fx, shim, id, "paused");
-      expect(fs.readFileSync(out, "utf8")).toBe("");
+      expect(fs.readFileSync(out, "utf8")).toBe("ready\n");
       await shim.resume(id);
       await waitFor(() => fx.judge(id) === "stopped", 5000, "the pending SIGTERM to end the init after Resume");
-      expect(fs.readFileSync(out, "utf8")).toBe("got-term\n");
+      expect(fs.readFileSync(out, "utf8")).toBe("ready\ngot-term\n");
       await expectJudged(fx, shim, id, "stopped");
     });
 
@@ -220,12 +225,11 @@ describe.skipIf(skipRunc())("Create, Kill, Pause, Resume, Delete against real ru
     it("--all TERM to a running container signals every process and leaves it thawed", async () => {
       const out = path.join(fx.dir, `${uniqueId("out")}.txt`);
       const id = fx.track(uniqueId("rs-lk"));
-      await shim.create(id, { bundle: trapBundle, stdout: out });
-      await shim.start(id);
+      await startTrapped(id, out);
       await shim.kill(id, "TERM", { all: true });
       expect(fx.freezerState(id)).toBe("THAWED");
       await waitFor(() => fx.judge(id) === "stopped", 5000, "the trapping init to exit on SIGTERM");
-      expect(fs.readFileSync(out, "utf8")).toBe("got-term\n");
+      expect(fs.readFileSync(out, "utf8")).toBe("ready\ngot-term\n");
       await expectJudged(fx, shim, id, "stopped");
     });
 
