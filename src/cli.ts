@@ -60,21 +60,8 @@ function printState(s: ContainerStateView, json: boolean): void {
     process.stdout.write(`${JSON.stringify(s)}\n`);
     return;
   }
-  // The layout of `runc state` (runc 1.1.5 state.go: containerState, 2-space indent).
-  const view: Record<string, unknown> = {
-    ociVersion: s.ociVersion,
-    id: s.id,
-    pid: s.pid,
-    status: s.status,
-    bundle: s.bundle,
-    rootfs: s.rootfs,
-    created: s.created,
-  };
-  if (Object.keys(s.annotations).length > 0) {
-    view.annotations = Object.fromEntries(Object.entries(s.annotations).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  }
-  view.owner = s.owner;
-  process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+  // The layout of `runc state` (runc 1.1.5 state.go: json.MarshalIndent of containerState, 2-space indent).
+  process.stdout.write(`${goJson(runcContainerState(s), 2)}\n`);
 }
 
 /**
@@ -96,9 +83,31 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
  * JSON as Go's `encoding/json` writes it by default: `JSON.stringify`, plus the
  * HTML-safe escapes of `<`, `>` and `&` (`\u003c`, `\u003e`, `\u0026`) and of
  * U+2028 and U+2029 (`\u2028`, `\u2029`), which Go applies inside strings.
+ * `indent` as `json.MarshalIndent`'s (spaces per level).
  */
-export function goJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+export function goJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * runc 1.1.5's `containerState` (list.go, printed by `runc state` and `runc list -f json`) in its
+ * field order: `ociVersion`, `id`, `pid`, `status`, `bundle`, `rootfs`, `created`, `annotations`
+ * (only when there are some: `omitempty`; keys in Go's map order, by UTF-8 bytes), `owner`.
+ */
+export function runcContainerState(s: ContainerStateView): Record<string, unknown> {
+  const view: Record<string, unknown> = {
+    ociVersion: s.ociVersion,
+    id: s.id,
+    pid: s.pid,
+    status: s.status,
+    bundle: s.bundle,
+    rootfs: s.rootfs,
+    created: s.created,
+  };
+  const keys = Object.keys(s.annotations).sort(byUtf8);
+  if (keys.length > 0) view.annotations = Object.fromEntries(keys.map((k) => [k, s.annotations[k]]));
+  view.owner = s.owner;
+  return view;
 }
 
 /** Compares strings by their UTF-8 bytes, as Go orders map keys. */
@@ -117,22 +126,7 @@ function byUtf8(a: string, b: string): number {
 export function formatRuncListJson(entries: readonly ContainerEntryView[]): string {
   const states = entries.flatMap((e) => (e.state === undefined ? [] : [e.state]));
   if (states.length === 0) return "null\n";
-  const items = states.map((s) => {
-    const item: Record<string, unknown> = {
-      ociVersion: s.ociVersion,
-      id: s.id,
-      pid: s.pid,
-      status: s.status,
-      bundle: s.bundle,
-      rootfs: s.rootfs,
-      created: s.created,
-    };
-    const keys = Object.keys(s.annotations).sort(byUtf8);
-    if (keys.length > 0) item.annotations = Object.fromEntries(keys.map((k) => [k, s.annotations[k]]));
-    item.owner = s.owner;
-    return item;
-  });
-  return `${goJson(items)}\n`;
+  return `${goJson(states.map(runcContainerState))}\n`;
 }
 
 /** How `list` prints: `--format` (runc's table or runc's JSON), `--json` (runc-shim's own shape), `--quiet`. */

@@ -170,27 +170,20 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     metricsListener?.close();
   };
   let socketIno: number | undefined;
+  let metricsListener: MetricsListener | undefined;
   try {
     secureSocket(config.socketPath, config.socketGroup);
     socketIno = fs.statSync(config.socketPath).ino;
+    if (metrics !== undefined && config.metricsAddress !== undefined) {
+      metricsListener = await startMetricsListener(config.metricsAddress, metrics, log);
+    }
   } catch (e) {
+    // Start-up failed after the bind: nothing may be left listening, and the socket goes.
     listener.close();
     injector.destroy();
     server.forceShutdown();
     fs.rmSync(config.socketPath, { force: true });
     throw e;
-  }
-  let metricsListener: MetricsListener | undefined;
-  if (metrics !== undefined && config.metricsAddress !== undefined) {
-    try {
-      metricsListener = await startMetricsListener(config.metricsAddress, metrics, log);
-    } catch (e) {
-      listener.close();
-      injector.destroy();
-      server.forceShutdown();
-      fs.rmSync(config.socketPath, { force: true });
-      throw e;
-    }
   }
 
   // Parse every state.json once in the background, so the first List of a large root is fast.
