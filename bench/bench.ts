@@ -257,13 +257,14 @@ async function main(): Promise<number> {
   const running = Array.from({ length: REAL_PER_STATUS }, () => uniqueId("br"));
   const startShim = Array.from({ length: config.startPairs }, () => uniqueId("bs"));
   const startRunc = Array.from({ length: config.startPairs }, () => uniqueId("bu"));
+  const startDirect = Array.from({ length: config.startPairs }, () => uniqueId("bd"));
   const scaleRoots = config.scaleSizes.map((size) => {
     const r = path.join(fx.dir, `root-${size}`);
     fs.mkdirSync(r, { mode: 0o700 });
     return { size, root: r, real: Array.from({ length: REAL_PER_SCALE_ROOT }, () => uniqueId(`bz${size}`)) };
   });
   const jobs = [
-    ...[...created, ...running, ...startShim, ...startRunc].map((id) => ({ root, id })),
+    ...[...created, ...running, ...startShim, ...startRunc, ...startDirect].map((id) => ({ root, id })),
     ...scaleRoots.flatMap((s) => s.real.map((id) => ({ root: s.root, id }))),
   ];
   log(`creating ${jobs.length} busybox containers with runc under ${fx.dir}`);
@@ -286,9 +287,15 @@ async function main(): Promise<number> {
   // ---- The main server and the client worker.
   const main = await launchServer({ root, socket: path.join(fx.dir, "main.sock") });
   servers.add(main);
+  // A second server on the same root at the default log level (info: one JSON line per call).
+  const info = await launchServer({ root, socket: path.join(fx.dir, "info.sock"), logLevel: "info" });
+  servers.add(info);
+  await new Promise((r) => setTimeout(r, 1000)); // start-up done (the cache warm-up of this small root, runc --version)
+  const idleRss = rssMiB(info.pid);
   worker = new Worker();
   await worker.request({ op: "connect", name: "main", socket: main.socket });
-  log(`server pid ${main.pid}, client worker pid ${worker.pid}`);
+  await worker.request({ op: "connect", name: "info", socket: info.socket });
+  log(`server pid ${main.pid} (--log-level warn), ${info.pid} (info), client worker pid ${worker.pid}`);
 
   const probesMain: Probe[] = [
     { key: "floor", kind: "floor", conn: "main" },
@@ -305,13 +312,18 @@ async function main(): Promise<number> {
   await worker.request({ op: "rounds", probes: noRunc(probesMain), rounds: config.warmupRounds, seed: 1 });
   await worker.request({ op: "rounds", probes: probesMain, rounds: 10, seed: 2 });
   log(`sections 0-1: ${config.backToBackRounds} rounds back-to-back (floor / State, no runc between)`);
-  const b2b = await worker.request({ op: "rounds", probes: noRunc(probesMain), rounds: config.backToBackRounds, seed: 41 });
+  const probesInfo: Probe[] = [
+    { key: "floor.info", kind: "floor", conn: "info" },
+    { key: "shim.info", kind: "shim", conn: "info", ids: running, expect: "running" },
+  ];
+  await worker.request({ op: "rounds", probes: probesInfo, rounds: config.warmupRounds, seed: 3 });
+  const b2b = await worker.request({ op: "rounds", probes: [...noRunc(probesMain), ...probesInfo], rounds: config.backToBackRounds, seed: 41 });
   log(`sections 0-1: ${config.latencyRounds} rounds of floor / State / runc state, created and running`);
   const lat = await worker.request({ op: "rounds", probes: probesMain, rounds: config.latencyRounds, seed: 42 });
 
   // ---- Section 2.
   log(`section 2: ${config.startPairs} Start pairs`);
-  const start = await worker.request({ op: "start", conn: "main", root, shimIds: startShim, runcIds: startRunc });
+  const start = await worker.request({ op: "start", conn: "main", root, shimIds: startShim, runcIds: startRunc, directIds: startDirect });
 
   // ---- Section 3.
   const tput: Record<string, ThroughputResult[]> = {};
@@ -428,8 +440,16 @@ async function main(): Promise<number> {
       b2bRows.push(latencyRow(1, `b2b.${status}.${p}`, `State latency ${status} ${p} back-to-back`, "µs", sh[p], null, floorB2b[p], `shim ${sh.n} / floor ${floorB2b.n}`));
     }
   }
+  {
+    const fi = S("floor.info", b2b);
+    const si = S("shim.info", b2b);
+    for (const p of ["p50", "p99"] as const) {
+      b2bRows.push(latencyRow(1, `b2b.info.${p}`, `State running ${p} back-to-back, log info`, "µs", si[p], null, fi[p], `shim ${si.n} / floor ${fi.n} (server at --log-level info)`));
+    }
+  }
   const startShimMs = summarize(start.shim);
   const startRuncMs = summarize(start.runc);
+  const startDirectMs = summarize(start.direct);
   const floorMs: Summary = { ...floorAll, p50: floorAll.p50 / 1000, p90: floorAll.p90 / 1000, p99: floorAll.p99 / 1000 };
   const rows: Row[] = [
     ...percentileRows(0, "floor", "floor Health/Check latency", "µs", null, null, floorAll),
@@ -437,6 +457,7 @@ async function main(): Promise<number> {
     ...percentileRows(1, "state.running", "State latency running", "µs", S("shim.running", lat), S("runc.running", lat), floorAll),
     ...b2bRows,
     ...percentileRows(2, "start", "Start latency", "ms", startShimMs, startRuncMs, floorMs),
+    ...percentileRows(2, "start.direct", "direct handshake (client process)", "ms", startDirectMs, null, null),
   ];
   const runcRate = rate(tput.runc ?? []);
   const cpuPerCall = (key: string): number | null => {
@@ -470,6 +491,7 @@ async function main(): Promise<number> {
   }
   for (const size of config.scaleSizes) {
     rows.push(shimOnlyRow(4, `scale.${size}.rss`, `server RSS at ${sizeLabel(size)} containers`, "MiB", rss.get(size)!, "VmRSS"));
+    if (size === config.scaleSizes[0]) rows.push(shimOnlyRow(4, "idle.rss", "server RSS idle (fresh, before any call)", "MiB", idleRss, "VmRSS"));
   }
 
   // ---- Targets.
@@ -480,6 +502,16 @@ async function main(): Promise<number> {
     const c = row("state.created.p50").runcOverShim;
     const r = row("state.running.p50").runcOverShim;
     targets.push({ name: "State p50 ≥10× faster than runc state", pass: (c ?? 0) >= 10 && (r ?? 0) >= 10, detail: `created ${x(c)}, running ${x(r)}` });
+  }
+  {
+    const c = row("b2b.created.p50").shimOverFloor;
+    const r = row("b2b.running.p50").shimOverFloor;
+    const i = row("b2b.info.p50").shimOverFloor;
+    targets.push({
+      name: "State back-to-back p50 ≤1.15× the floor (warn; info shown)",
+      pass: c !== null && r !== null && c <= 1.15 && r <= 1.15,
+      detail: `created ${x(c)}, running ${x(r)}; at --log-level info ${x(i)}`,
+    });
   }
   {
     const c = row("state.created.p50").shimOverFloor;
@@ -493,6 +525,12 @@ async function main(): Promise<number> {
   {
     const s = row("start.p50").runcOverShim;
     targets.push({ name: "Start p50 ≥5× faster than runc start", pass: (s ?? 0) >= 5, detail: `${x(s)} (shim ${startShimMs.p50.toFixed(2)} ms, runc ${startRuncMs.p50.toFixed(2)} ms)` });
+    const bound = startDirectMs.p50 + 1.25 * floorMs.p50;
+    targets.push({
+      name: "Start p50 ≤ direct handshake p50 + 1.25 × floor p50",
+      pass: startShimMs.p50 <= bound,
+      detail: `${startShimMs.p50.toFixed(2)} ms vs ${bound.toFixed(2)} ms (direct ${startDirectMs.p50.toFixed(2)} ms, floor ${floorMs.p50.toFixed(3)} ms)`,
+    });
   }
   {
     const cMax = Math.max(...config.concurrencies);
@@ -520,6 +558,19 @@ async function main(): Promise<number> {
     const size = config.scaleSizes.at(-1)!;
     const m = rss.get(size)!;
     targets.push({ name: `RSS < 100 MiB at ${sizeLabel(size)} containers`, pass: m < 100, detail: `${m.toFixed(1)} MiB` });
+  }
+  {
+    const cMax = Math.max(...config.concurrencies);
+    const r = row(`throughput.${cMax}`);
+    const pct = r.shim !== null && r.floor !== null ? (100 * r.shim) / r.floor : Number.NaN;
+    targets.push({ name: `State throughput at ${cMax} in flight ≥85% of the floor's`, pass: pct >= 85, detail: `${pct.toFixed(1)}%` });
+    const c = row(`cpu.${cMax}`).shimOverFloor;
+    targets.push({ name: `server CPU per State ≤1.3× the floor's (${cMax} in flight)`, pass: c !== null && c <= 1.3, detail: x(c) });
+  }
+  {
+    const size = config.scaleSizes.at(-1)!;
+    targets.push({ name: "RSS ≤ 64 MiB idle", pass: idleRss <= 64, detail: `${idleRss.toFixed(1)} MiB` });
+    targets.push({ name: `RSS ≤ 80 MiB at ${sizeLabel(size)} containers`, pass: rss.get(size)! <= 80, detail: `${rss.get(size)!.toFixed(1)} MiB` });
   }
   {
     const size = config.scaleSizes.at(-1)!;
@@ -560,7 +611,7 @@ async function main(): Promise<number> {
     cpuPerCallUs: Object.fromEntries(Object.keys(cpu).map((k) => [k, { ...cpu[k], usPerCall: cpuPerCall(k) }])),
     stateCreated: { shim: S("shim.created", lat), runc: S("runc.created", lat) },
     stateRunning: { shim: S("shim.running", lat), runc: S("runc.running", lat) },
-    startMs: { shim: startShimMs, runc: startRuncMs },
+    startMs: { shim: startShimMs, runc: startRuncMs, direct: startDirectMs },
     throughput: Object.fromEntries(Object.entries(tput).map(([k, v]) => [k, { callsPerSecond: rate(v), windows: v }])),
     scale: Object.fromEntries(
       config.scaleSizes.map((size) => [

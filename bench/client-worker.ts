@@ -8,6 +8,8 @@
  * service "") go through the raw grpc-js callback API on one shared channel,
  * so the client-side cost of the two is the same.
  */
+import fs from "node:fs";
+import path from "node:path";
 import { spawn } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
@@ -142,9 +144,36 @@ async function rounds(probes: Probe[], n: number, seed: number): Promise<RoundsR
   return out;
 }
 
-/** Start pairs: shim Start of `shimIds[i]` and `runc start` of `runcIds[i]`, the first of the pair alternating. */
-async function startPairs(c: Conn, root: string, shimIds: string[], runcIds: string[]): Promise<StartResult> {
-  const out: StartResult = { shim: [], runc: [] };
+/**
+ * The exec fifo handshake done directly by this process, the floor of Start: a blocking open of
+ * `<root>/<id>/exec.fifo` for reading (the init is already blocked in its open for writing), reads to
+ * end of file (the byte, then the init's exec closes its end), unlink. Blocking calls are fine here:
+ * this process does nothing else meanwhile.
+ * @returns its duration, in ms
+ */
+function directHandshake(root: string, id: string): number {
+  const fifo = path.join(root, id, "exec.fifo");
+  const t0 = performance.now();
+  const fd = fs.openSync(fifo, fs.constants.O_RDONLY);
+  const buf = Buffer.alloc(64);
+  let got = 0;
+  try {
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) got += n;
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.unlinkSync(fifo);
+  const ms = performance.now() - t0;
+  if (got === 0) throw new Error(`direct handshake of ${id}: no byte`);
+  return ms;
+}
+
+/**
+ * Start triples: shim Start of `shimIds[i]`, `runc start` of `runcIds[i]` and the direct handshake of
+ * `directIds[i]`, the order rotating so that each side goes first, second and third alike.
+ */
+async function startPairs(c: Conn, root: string, shimIds: string[], runcIds: string[], directIds: string[]): Promise<StartResult> {
+  const out: StartResult = { shim: [], runc: [], direct: [] };
   const shimStart = async (id: string): Promise<number> => {
     const t0 = performance.now();
     const pid = await c.shim.start(id, { deadlineMs: 30_000 });
@@ -152,13 +181,15 @@ async function startPairs(c: Conn, root: string, shimIds: string[], runcIds: str
     if (!(pid > 0)) throw new Error(`Start ${id} returned pid ${pid}`);
     return ms;
   };
-  for (let i = 0; i < Math.min(shimIds.length, runcIds.length); i++) {
-    if (i % 2 === 0) {
-      out.shim.push(await shimStart(shimIds[i]!));
-      out.runc.push((await runc(root, ["start", runcIds[i]!])).ms);
-    } else {
-      out.runc.push((await runc(root, ["start", runcIds[i]!])).ms);
-      out.shim.push(await shimStart(shimIds[i]!));
+  const steps = [
+    async (i: number) => out.shim.push(await shimStart(shimIds[i]!)),
+    async (i: number) => out.runc.push((await runc(root, ["start", runcIds[i]!])).ms),
+    async (i: number) => out.direct.push(directHandshake(root, directIds[i]!)),
+  ];
+  for (let i = 0; i < Math.min(shimIds.length, runcIds.length, directIds.length); i++) {
+    for (let k = 0; k < steps.length; k++) {
+      await steps[(i + k) % steps.length]!(i);
+      await new Promise((r) => setTimeout(r, 2)); // each side starts from the same idle state
     }
   }
   return out;
@@ -284,7 +315,7 @@ async function handle(req: WorkerRequest): Promise<unknown> {
     case "rounds":
       return rounds(req.probes, req.rounds, req.seed);
     case "start":
-      return startPairs(conn(req.conn), req.root, req.shimIds, req.runcIds);
+      return startPairs(conn(req.conn), req.root, req.shimIds, req.runcIds, req.directIds);
     case "throughput":
       return throughput(conn(req.conn), req.kind, req.ids, req.concurrency, req.warmupMs, req.durationMs);
     case "runcThroughput":

@@ -33,7 +33,7 @@ export type WorkerRequest =
   | { seq: number; op: "connect"; name: string; socket: string }
   | { seq: number; op: "close"; name: string }
   | { seq: number; op: "rounds"; probes: Probe[]; rounds: number; seed: number }
-  | { seq: number; op: "start"; conn: string; root: string; shimIds: string[]; runcIds: string[] }
+  | { seq: number; op: "start"; conn: string; root: string; shimIds: string[]; runcIds: string[]; directIds: string[] }
   | {
       seq: number;
       op: "throughput";
@@ -61,6 +61,8 @@ export type RoundsResult = Record<string, number[]>;
 export interface StartResult {
   shim: number[];
   runc: number[];
+  /** The exec fifo handshake done by the client process itself (open, read to end of file, unlink), in ms. */
+  direct: number[];
 }
 
 /** Result of a `throughput` or `runcThroughput` request. */

@@ -29,9 +29,14 @@ const ROWS = [
   "State latency created p99 back-to-back",
   "State latency running p50 back-to-back",
   "State latency running p99 back-to-back",
+  "State running p50 back-to-back, log info",
+  "State running p99 back-to-back, log info",
   "Start latency p50",
   "Start latency p90",
   "Start latency p99",
+  "direct handshake (client process) p50",
+  "direct handshake (client process) p90",
+  "direct handshake (client process) p99",
   "State throughput 1 in flight",
   "State throughput 16 in flight",
   "State throughput 64 in flight",
@@ -43,6 +48,7 @@ const ROWS = [
   "List p50 at 1,000 containers",
   "List p50 at 10,000 containers",
   "server RSS at 10 containers",
+  "server RSS idle (fresh, before any call)",
   "server RSS at 1,000 containers",
   "server RSS at 10,000 containers",
 ];
@@ -78,15 +84,15 @@ describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
       const r = await run(["--quick", "--out", out], 85_000);
       expect(r.code, r.stderr).toBe(0);
       for (const label of ROWS) expect(r.stdout).toContain(label);
-      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(7);
+      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(13);
 
       const json = JSON.parse(fs.readFileSync(out, "utf8")) as BenchJson;
       expect(json.meta).toMatchObject({ mode: "quick", serverLogLevel: "warn" });
       expect(json.rows.map((row) => row.label)).toEqual(ROWS);
       for (const row of json.rows) {
         const figures = [row.shim, row.runc, row.floor].filter((v): v is number => v !== null);
-        const single = row.label.startsWith("floor") || row.label.startsWith("server RSS");
-        const noRunc = row.label.endsWith("back-to-back") && !single;
+        const single = row.label.startsWith("floor") || row.label.startsWith("server RSS") || row.label.startsWith("direct handshake");
+        const noRunc = row.label.includes("back-to-back") && !single;
         const noFloor = row.label.startsWith("List"); // List vs `runc list`: no floor call compares
         expect(figures, row.label).toHaveLength(single ? 1 : noRunc || noFloor ? 2 : 3);
         for (const v of figures) {
@@ -94,7 +100,7 @@ describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
           expect(v, row.label).toBeGreaterThan(0);
         }
       }
-      expect(json.targets).toHaveLength(7);
+      expect(json.targets).toHaveLength(13);
       for (const t of json.targets) expect(typeof t.pass).toBe("boolean");
       // Everything it made is gone: the temporary dir held every state root.
       expect(fs.existsSync(json.meta.tempDir)).toBe(false);
