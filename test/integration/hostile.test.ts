@@ -117,6 +117,17 @@ describe.skipIf(skipRunc())("State and load against hostile input", () => {
     expect((await failure(shim.state("rs-absent"))).codeName).toBe("NOT_FOUND");
   });
 
+  it.each([
+    ["1e400", "got number 1e400"],
+    ["5374.0", "got number 5374.0"],
+  ])("init_process_pid %s is rejected as Go rejects it, the message quoting the literal", async (literal, quoted) => {
+    const id = `rs-c-num-${literal.replace(/\W/g, "")}`;
+    plant(id, JSON.stringify({ ...FIXTURE, init_process_pid: 1 }).replace(/"init_process_pid":1\b/, `"init_process_pid":${literal}`));
+    const e = await failure(shim.state(id));
+    expect([e.codeName, e.reason]).toEqual(["INTERNAL", "SYSTEM_ERROR"]);
+    expect(e.details).toBe(`${path.join(fx.root, id, "state.json")}: field init_process_pid must be an integer from -9223372036854775808 to 9223372036854775807 (Go int), ${quoted}`);
+  });
+
   it("a freezer path off cgroupfs is a SystemError: a crafted state.json cannot make the shim read any file", async () => {
     const fake = path.join(outside, "fake-freezer");
     fs.mkdirSync(fake, { recursive: true });
