@@ -12,7 +12,7 @@ import { addReflection } from "./reflection.js";
 import { createShimService } from "./service.js";
 import { SocketAddressError, listenUnix, prepareSocketPath, secureSocket } from "./socket.js";
 import { CallTracker, safeDeserializers } from "./unary.js";
-import { ShimMetrics, startMetricsListener, type MetricsListener } from "./metrics.js";
+import type { MetricsListener, ShimMetrics } from "./metrics.js";
 import type { MetricsAddress } from "../config.js";
 import type { CgroupMode } from "../runtime/freezer.js";
 import { VERSION } from "../version.js";
@@ -99,7 +99,7 @@ export interface RunningServer {
  * v1alpha), binds it on the Unix socket as containerd's shim does (stale socket
  * removed and bind retried once, a live one refused, mode 0600 or 0660 before
  * the first call can be served), then the metrics listener when asked for
- * (see {@link startMetricsListener}), and returns a handle to shut it down.
+ * (see `startMetricsListener` in ./metrics.ts), and returns a handle to shut it down.
  *
  * @throws {SocketAddressError} `address in use by a running server`, a non-socket at the path (the
  *   gRPC socket or the metrics address)
@@ -107,7 +107,9 @@ export interface RunningServer {
 export async function startShimServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const root = new StateRoot(config.root);
   const tracker = new CallTracker();
-  const metrics = config.metricsAddress === undefined ? undefined : new ShimMetrics({ root, version: VERSION });
+  // prom-client is loaded only when metrics are asked for (it costs ~2 MiB of RSS otherwise).
+  const metricsModule = config.metricsAddress === undefined ? undefined : await import("./metrics.js");
+  const metrics: ShimMetrics | undefined = metricsModule === undefined ? undefined : new metricsModule.ShimMetrics({ root, version: VERSION });
   // One hub shared by every Watch; closed when shutdown begins, which ends open watches with OK.
   const watchHub = new WatchHub(root, {
     onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`),
@@ -174,8 +176,8 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   try {
     secureSocket(config.socketPath, config.socketGroup);
     socketIno = fs.statSync(config.socketPath).ino;
-    if (metrics !== undefined && config.metricsAddress !== undefined) {
-      metricsListener = await startMetricsListener(config.metricsAddress, metrics, log);
+    if (metricsModule !== undefined && metrics !== undefined && config.metricsAddress !== undefined) {
+      metricsListener = await metricsModule.startMetricsListener(config.metricsAddress, metrics, log);
     }
   } catch (e) {
     // Start-up failed after the bind: nothing may be left listening, and the socket goes.
