@@ -1,4 +1,5 @@
 import path from "node:path";
+import { status as GrpcStatus } from "@grpc/grpc-js";
 import { Command, CommanderError, Help, Option } from "commander";
 import {
   createShimClient,
@@ -226,6 +227,11 @@ export function describeFailure(e: ShimError, ctx: CallContext): string {
   return details;
 }
 
+/** The JSON object `--json` prints on stderr for bad usage (exit 2). */
+function usageError(message: string): { code: "USAGE"; message: string; reason: null; metadata: Record<string, never> } {
+  return { code: "USAGE", message, reason: null, metadata: {} };
+}
+
 function reportError(e: unknown, json: boolean, ctx?: CallContext): number {
   if (e instanceof ShimError) {
     const message = ctx === undefined ? e.details : describeFailure(e, ctx);
@@ -237,7 +243,7 @@ function reportError(e: unknown, json: boolean, ctx?: CallContext): number {
     return EXIT.FAILURE;
   }
   if (e instanceof ConfigError) {
-    process.stderr.write(`runc-shim: ${e.message}\n`);
+    process.stderr.write(json ? `${JSON.stringify(usageError(e.message))}\n` : `runc-shim: ${e.message}\n`);
     return EXIT.USAGE;
   }
   process.stderr.write(`runc-shim: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -392,8 +398,9 @@ export function buildProgram(result: { code: number }): Command {
     });
 
   clientCommand(program, "kill", "kill sends the specified signal (default: SIGTERM) to the container's init process",
-    "SIGNAL is a name (KILL, SIGKILL, term) or a number (9); --all signals every process of the container's\n" +
-    "cgroup (a paused container stays paused, unlike runc).\n\n" +
+    "SIGNAL is a name (KILL, SIGKILL, term; those of signals 1-31) or a number (1-64); --all signals every\n" +
+    "process of the container's cgroup (a paused container stays paused, unlike runc). As with runc, 0 sends\n" +
+    "nothing: it checks that the container's init is alive (exit 0) or says `container not running` (exit 1).\n\n" +
     "EXAMPLES:\n  runc-shim kill c1 KILL\n  runc-shim kill --all c1 9", "10s")
     .argument("[signal]", "the signal (default SIGTERM)")
     .option("-a, --all", "send the signal to every process of the container")
@@ -405,7 +412,13 @@ export function buildProgram(result: { code: number }): Command {
         } catch (e) {
           throw new ConfigError((e as Error).message.replace(/^.*?: /, ""));
         }
-        await client.kill(id, n, { deadlineMs, all: opts.all === true });
+        if (signal !== undefined && signal !== "" && n === 0) {
+          // runc kill ID 0 is kill(2)'s existence probe; on the wire 0 means SIGTERM, so ask State instead.
+          const st = await client.state(id, { deadlineMs });
+          if (st.status === "stopped") throw new ShimError(GrpcStatus.FAILED_PRECONDITION, "container not running", { reason: "CONTAINER_NOT_RUNNING", domain: "runc-shim", metadata: { container_id: id } });
+        } else {
+          await client.kill(id, n, { deadlineMs, all: opts.all === true });
+        }
         if (opts.json) process.stdout.write(`${JSON.stringify({ id, signal: n })}\n`);
       });
     });
@@ -482,6 +495,10 @@ export function buildProgram(result: { code: number }): Command {
           for await (const ev of client.watch(id ?? "", { signal: ac.signal })) {
             process.stdout.write(formatWatchEvent(ev, opts.json === true));
           }
+          // Not interrupted here: the server ended the watch (it shuts down on SIGTERM with OK).
+          if (!ac.signal.aborted) {
+            process.stderr.write(opts.json ? `${JSON.stringify({ code: "OK", message: "the server ended the watch" })}\n` : "runc-shim: the server ended the watch\n");
+          }
         });
       } finally {
         process.off("SIGINT", onSignal);
@@ -499,9 +516,17 @@ export function buildProgram(result: { code: number }): Command {
 export async function runCli(argv: readonly string[]): Promise<number> {
   const result = { code: EXIT.OK as number };
   const program = buildProgram(result);
+  // With --json, commander's own usage errors (unknown option or command, missing argument) are JSON too.
+  const json = argv.includes("--json");
+  const output = {
+    outputError: (text: string, write: (s: string) => void): void =>
+      write(json ? `${JSON.stringify(usageError(text.trim().replace(/^error: /, "")))}\n` : text),
+  };
+  program.configureOutput(output);
   for (const c of program.commands) {
     c.exitOverride();
     c.createHelp = program.createHelp;
+    c.configureOutput(output);
   }
   try {
     await program.parseAsync(argv as string[], { from: "user" });

@@ -214,7 +214,13 @@ export interface CreateOptions {
  */
 export function parseSignal(signal: number | string | undefined): number {
   if (signal === undefined || signal === "") return 0;
-  if (typeof signal === "number") return signal;
+  if (typeof signal === "number") {
+    // The wire field is a uint32; the server takes 0-64 and says why it refuses more.
+    if (!Number.isInteger(signal) || signal < 0 || signal > 0xffffffff) {
+      throw new ShimError(grpc.status.INVALID_ARGUMENT, `invalid signal ${signal}: expected 1-64 (0 means SIGTERM)`, undefined);
+    }
+    return signal;
+  }
   if (/^[+]?\d+$/.test(signal)) return Number(signal);
   const upper = signal.toUpperCase();
   const name = upper.startsWith("SIG") ? upper : `SIG${upper}`;

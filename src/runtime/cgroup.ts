@@ -80,17 +80,36 @@ function removeCgroupDir(dir: string, depth = 0): void {
  * dirs on a cgroup filesystem are touched: a path elsewhere is reported and
  * left alone; rmdir removes only empty cgroups, so no process is affected.
  *
- * @param onWarning told of every failed pass (`Failed to remove cgroup (will retry)`)
+ * A path that is not absolute and clean (`..`, `//`) or that goes through a
+ * symlink is refused too (runc would follow it): state.json names the dirs,
+ * and it is not trusted to name only the container's own.
+ *
+ * @param onRetry told of every failed pass (`Failed to remove cgroup (will retry)`): a removal racing
+ *   the exit of the container's last process often needs a second pass
  * @returns the paths left behind (controller → dir) with the last error of each; empty when all are gone
  */
 export async function removeCgroupPaths(
   cgroupPaths: Readonly<Record<string, string>>,
-  onWarning: (message: string, fields: Record<string, unknown>) => void = () => {},
+  onRetry: (message: string, fields: Record<string, unknown>) => void = () => {},
 ): Promise<Record<string, string>> {
   const left = new Map<string, string>();
   const errors = new Map<string, string>();
   for (const [key, dir] of Object.entries(cgroupPaths)) {
+    if (!path.isAbsolute(dir) || path.normalize(dir) !== dir.replace(/\/+$/, "")) {
+      errors.set(key, `${dir} is not an absolute, clean path (no "..", no "//"); not removed`);
+      continue;
+    }
     if (!fs.existsSync(dir)) continue;
+    let real: string;
+    try {
+      real = fs.realpathSync(dir);
+    } catch {
+      continue;
+    }
+    if (real !== path.normalize(dir).replace(/\/+$/, "")) {
+      errors.set(key, `${dir} goes through a symlink (to ${real}); not removed`);
+      continue;
+    }
     if (!onCgroupFs(dir)) {
       errors.set(key, `${dir} is not on a cgroup filesystem; not removed`);
       continue;
@@ -104,7 +123,7 @@ export async function removeCgroupPaths(
         removeCgroupDir(dir);
       } catch (e) {
         errors.set(key, `rmdir ${dir}: ${describeError(e)}`);
-        if (pass < REMOVE_BACKOFF_MS.length) onWarning("Failed to remove cgroup (will retry)", { cgroup: dir, err: describeError(e) });
+        if (pass < REMOVE_BACKOFF_MS.length) onRetry("Failed to remove cgroup (will retry)", { cgroup: dir, err: describeError(e) });
       }
       if (!fs.existsSync(dir)) {
         left.delete(key);

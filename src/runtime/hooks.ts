@@ -40,6 +40,8 @@ export function runHook(hook: HookCommand, state: HookState): Promise<string | u
       return;
     }
     const timeoutMs = hook.timeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
+    // setTimeout takes at most 2^31-1 ms (24.8 days; more fires at once): a longer timeout is that.
+    const timerMs = Math.min(timeoutMs, 2 ** 31 - 1);
     const child = spawn(hook.path, hook.args.slice(1), {
       argv0: hook.args[0] ?? hook.path,
       env: Object.fromEntries(hook.env.map((kv) => {
@@ -70,7 +72,7 @@ export function runHook(hook: HookCommand, state: HookState): Promise<string | u
     const timer = setTimeout(() => {
       timedOut = true;
       killGroup();
-    }, timeoutMs);
+    }, timerMs);
     const finish = (result: string | undefined): void => {
       if (done) return;
       done = true;

@@ -132,7 +132,9 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     inject: (socket) => injector.injectConnection(socket),
     onEvent: (event, fields) =>
       log.warn(fields, event === "over-limit"
-        ? "connection limit reached (--max-connections): closed the newest idle connection"
+        ? fields.closedIdle !== undefined
+          ? "connection limit reached (--max-connections): closed the newest idle connection"
+          : "connection limit reached (--max-connections) and every connection has a call in flight: refused the new one"
         : event === "no-preface"
           ? "closed a connection that sent no HTTP/2 preface in time (--preface-timeout)"
           : "closed a connection that did not speak HTTP/2"),

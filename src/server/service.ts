@@ -35,6 +35,7 @@ import { serverStream, type MessageSource } from "./stream.js";
 import { unary, type CallContext, type CallTracker, type ConnectionCalls } from "./unary.js";
 import type { ShimMetrics } from "./metrics.js";
 import type { ServerLimits } from "./server.js";
+import type { OpContext } from "../runtime/ops/context.js";
 import { createContainer } from "../runtime/ops/create.js";
 import { deleteContainer } from "../runtime/ops/delete.js";
 import { killContainer } from "../runtime/ops/kill.js";
@@ -189,9 +190,12 @@ export class WatchLimits {
   }
 }
 
-/** What an operation reports without failing (a cgroup left behind, a failed poststop hook) goes to the call's log as a warning. */
-function warnTo(ctx: CallContext): (message: string, fields?: Record<string, unknown>) => void {
-  return (message, fields) => ctx.log.warn(fields ?? {}, message);
+/** What an operation reports without failing goes to the call's log: a cgroup left behind or a failed poststop hook as a warning, a retried cgroup removal at debug. */
+function reporters(ctx: CallContext): Pick<OpContext, "warn" | "debug"> {
+  return {
+    warn: (message, fields) => ctx.log.warn(fields ?? {}, message),
+    debug: (message, fields) => ctx.log.debug(fields ?? {}, message),
+  };
 }
 
 /** The `runcshim.v1.ShimService` implementation over one {@link StateRoot}. */
@@ -232,7 +236,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
         waitingFor: "runc create finished; what it created was removed",
       },
       async (req, ctx) => ({
-        pid: await createContainer(root, req.id, req, { signal: ctx.signal, warn: warnTo(ctx), runc: opts.runc ?? "runc", timeoutMs: createTimeoutMs,
+        pid: await createContainer(root, req.id, req, { signal: ctx.signal, ...reporters(ctx), runc: opts.runc ?? "runc", timeoutMs: createTimeoutMs,
           onRuncEnd: metrics === undefined ? undefined : (seconds, error) => metrics.runcCreateEnded(seconds, error),
         }),
       }),
@@ -240,27 +244,27 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
     kill: unary<KillRequest, KillResponse>(
       { connections, observer, rpc: "Kill", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was signalled)" },
       async (req, ctx) => {
-        await killContainer(root, req.id, { signal: req.signal, all: req.all }, { signal: ctx.signal, warn: warnTo(ctx) });
+        await killContainer(root, req.id, { signal: req.signal, all: req.all }, { signal: ctx.signal, ...reporters(ctx) });
         return {};
       },
     ),
     pause: unary<PauseRequest, PauseResponse>(
       { connections, observer, rpc: "Pause", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was frozen)" },
       async (req, ctx) => {
-        await pauseContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
+        await pauseContainer(root, req.id, { signal: ctx.signal, ...reporters(ctx) });
         return {};
       },
     ),
     resume: unary<ResumeRequest, ResumeResponse>(
       { connections, observer, rpc: "Resume", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was thawed)" },
       async (req, ctx) => {
-        await resumeContainer(root, req.id, { signal: ctx.signal, warn: warnTo(ctx) });
+        await resumeContainer(root, req.id, { signal: ctx.signal, ...reporters(ctx) });
         return {};
       },
     ),
     delete: unary<DeleteRequest, DeleteResponse>(
       { connections, observer, rpc: "Delete", log, tracker, containerIdOf: (r) => r.id, cancellable: true, waitingFor: "the container's lock was free (nothing was removed)" },
-      async (req, ctx) => ({ pid: await deleteContainer(root, req.id, { force: req.force }, { signal: ctx.signal, warn: warnTo(ctx) }) }),
+      async (req, ctx) => ({ pid: await deleteContainer(root, req.id, { force: req.force }, { signal: ctx.signal, ...reporters(ctx) }) }),
     ),
     list: unary<ListRequest, ListResponse>(
       { connections, observer, rpc: "List", log, tracker, containerIdOf: () => "" },

@@ -11,4 +11,6 @@ export interface OpContext {
    * exits 0: a cgroup left behind, a poststop hook that failed.
    */
   warn?: (message: string, fields?: Record<string, unknown>) => void;
+  /** Told of what is worth a debug line only: a cgroup removal retried (runc warns; it usually succeeds a pass later). */
+  debug?: (message: string, fields?: Record<string, unknown>) => void;
 }

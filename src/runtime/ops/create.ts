@@ -79,6 +79,10 @@ export function checkBundle(bundle: string, terminal: boolean): void {
 function openStdio(what: string, file: string, write: boolean): number {
   if (file === "") return fs.openSync("/dev/null", write ? "w" : "r");
   if (!path.isAbsolute(file)) throw new RuntimeError("InvalidArgument", `${what} ${JSON.stringify(file)} is not an absolute path`);
+  // The shim's own fds are not the container's to have: /proc/self/fd/2 is the server's log.
+  if (/^\/(proc|dev\/fd)\//.test(path.normalize(file)) || /^\/dev\/std(in|out|err)$/.test(path.normalize(file))) {
+    throw new RuntimeError("InvalidArgument", `${what} ${file}: paths under /proc, /dev/fd and /dev/std* name the shim's own files; not opened`);
+  }
   const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_APPEND, O_NONBLOCK, O_NOCTTY } = fs.constants;
   try {
     if (fs.statSync(file, { throwIfNoEntry: false })?.isFIFO()) return fs.openSync(file, O_RDWR | O_NOCTTY);
@@ -131,7 +135,10 @@ export async function createContainer(root: StateRoot, id: string, req: CreateRe
     if (fs.existsSync(stateDir)) throw new RuntimeError("ContainerExists", MSG.exists, { containerId: id });
     const fds: number[] = [];
     try {
-      fds.push(openStdio("stdin", req.stdin, false), openStdio("stdout", req.stdout, true), openStdio("stderr", req.stderr, true));
+      // One at a time: an fd opened before a later open fails is closed below too.
+      fds.push(openStdio("stdin", req.stdin, false));
+      fds.push(openStdio("stdout", req.stdout, true));
+      fds.push(openStdio("stderr", req.stderr, true));
       await runcCreate({
         runc: opts.runc,
         root: root.path,

@@ -86,7 +86,7 @@ export async function destroy(root: StateRoot, c: LoadedContainer, ctx: OpContex
       ctx.warn?.("cannot kill the processes of the container's cgroup", { err: describeError(e) });
     }
   }
-  const left = await removeCgroupPaths(life.cgroupPaths, (message, fields) => ctx.warn?.(message, fields));
+  const left = await removeCgroupPaths(life.cgroupPaths, (message, fields) => ctx.debug?.(message, fields));
   if (Object.keys(left).length > 0) ctx.warn?.("Failed to remove paths", { paths: left });
   removeStateDir(root, c.stateDir, c.id);
   root.forget(c);

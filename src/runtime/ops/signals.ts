@@ -32,11 +32,15 @@ export function signalName(n: number): string {
 }
 
 /**
- * Sends `signal` to `pid` with kill(2).
- * @returns false when the process is gone (ESRCH)
+ * Sends `signal` to the one process `pid` with kill(2). A pid that is not a
+ * positive integer (0, negative: kill(2) would signal a process group, the
+ * shim's own, or every process) is never passed on: it names no process, so
+ * the answer is "gone". state.json is not trusted to hold a sane pid.
+ * @returns false when the process is gone (ESRCH) or the pid names no single process
  * @throws NodeJS.ErrnoException for other errors (EPERM, EINVAL)
  */
 export function sendSignal(pid: number, signal: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, signal);
     return true;
