@@ -338,7 +338,7 @@ export function buildProgram(result: { code: number }): Command {
     .option("--max-connections <n>", "most client connections open at once; past it the newest idle one is closed (default: 1024, or half the open-file limit)")
     .option("--preface-timeout <duration>", "close a connection that sends no HTTP/2 preface within this (default: 5s)")
     .option("--max-streams-per-connection <n>", "most concurrent calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS) (default: 128)")
-    .option("--max-watches <n>", "most open Watch streams in the server; more are RESOURCE_EXHAUSTED (default: 1024)")
+    .option("--max-watches <n>", "most open Watch streams in the server; more are RESOURCE_EXHAUSTED (default: 512, half the default --max-connections: a connection busy with a Watch is never idle)")
     .option("--max-watches-per-connection <n>", "most open Watch streams per connection; more are RESOURCE_EXHAUSTED (default: 64)")
     .option("--metrics-address <addr>", "serve GET /metrics (Prometheus) on a Unix socket path (mode 0600), 127.0.0.1:PORT or [::1]:PORT (default: off)")
     .option("--check-config", "check the flags, the root, the socket path, runc and the metrics address, print what serve would do, and exit 0 (ok) or 2, binding nothing")

@@ -70,7 +70,7 @@ export interface ServerLimits {
 export const DEFAULT_LIMITS: Readonly<Omit<ServerLimits, "maxConnections">> = {
   prefaceTimeoutMs: DEFAULT_PREFACE_TIMEOUT_MS,
   maxStreamsPerConnection: 128,
-  maxWatches: 1024,
+  maxWatches: 512,
   maxWatchesPerConnection: 64,
 };
 

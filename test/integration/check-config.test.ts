@@ -48,7 +48,7 @@ describe.skipIf(skipRunc())("serve --check-config", () => {
       `ok    runc     Create would run ${runc} (${version})`,
       `ok    metrics  ${msock}: would create ${path.dirname(msock)} (mode 0700); would listen there (GET /metrics over HTTP, mode 0600)`,
       `ok    cgroups  cgroup mode ${detectCgroupMode()}`,
-      expect.stringMatching(/^ok {4}limits {3}--max-connections \d+, --preface-timeout 5000 ms, --max-streams-per-connection 128, --max-watches 1024, --max-watches-per-connection 64$/),
+      expect.stringMatching(/^ok {4}limits {3}--max-connections \d+, --preface-timeout 5000 ms, --max-streams-per-connection 128, --max-watches 512, --max-watches-per-connection 64$/),
       "configuration OK: runc-shim serve would start",
       "",
     ]);
