@@ -319,6 +319,16 @@ interface Tracked {
   polled: boolean;
 }
 
+/** A rescan in progress: the root being read, then the containers being checked. */
+interface RescanPass {
+  /** The root, open while its entries are read (the first part of a rescan). */
+  dir: fs.Dir | undefined;
+  /** The containers to check, once the root was read. */
+  items: Tracked[];
+  at: number;
+  busyMs: number;
+}
+
 /** Identity of a container state dir and its state.json (inode, size, times), to notice missed changes. */
 function fileKey(dir: string): string {
   const d = fs.lstatSync(dir, { throwIfNoEntry: false });
@@ -358,6 +368,8 @@ export interface WatchHubOptions {
   sliceMs?: number;
   /** Told about trouble worth a log line: a notification that could not be set up, an unexpected error. */
   onWarning?: (message: string, err: unknown) => void;
+  /** Told how long each slice of the poll, the rescan or the re-loading of dirty containers ran, in ms (tests, profiling). */
+  onSlice?: (loop: "poll" | "rescan" | "flush", ms: number) => void;
   /**
    * Told each time a subscriber's pending event is merged with a newer one
    * (replaced, or dropped with it) because the reader had not taken it yet
@@ -420,7 +432,7 @@ export class WatchHub {
   private pollSliceHandle: NodeJS.Immediate | undefined;
   private rescanSliceHandle: NodeJS.Immediate | undefined;
   private pollPass: { readonly items: Tracked[]; at: number; busyMs: number } | undefined;
-  private rescanPass: { readonly items: Tracked[]; at: number; busyMs: number } | undefined;
+  private rescanPass: RescanPass | undefined;
   private running = false;
   private offChange: (() => void) | undefined;
   private readonly stats: WatchHubCounters = { statusPolls: 0, freezerPolls: 0, cgroupEvents: 0, eventsFollowed: 0, statusPolled: 0, longestSliceMs: 0 };
@@ -550,6 +562,11 @@ export class WatchHub {
     if (this.pollSliceHandle !== undefined) clearImmediate(this.pollSliceHandle);
     if (this.rescanSliceHandle !== undefined) clearImmediate(this.rescanSliceHandle);
     this.pollTimer = this.rescanTimer = this.flushHandle = this.pollSliceHandle = this.rescanSliceHandle = undefined;
+    try {
+      this.rescanPass?.dir?.closeSync();
+    } catch {
+      // already closed
+    }
     this.pollPass = this.rescanPass = undefined;
   }
 
@@ -638,9 +655,10 @@ export class WatchHub {
   }
 
   /** Notes how long a slice ran. */
-  private sliceEnded(t0: number): number {
+  private sliceEnded(t0: number, loop: "poll" | "rescan" | "flush"): number {
     const ms = performance.now() - t0;
     if (ms > this.stats.longestSliceMs) this.stats.longestSliceMs = ms;
+    this.opts.onSlice?.(loop, ms);
     return ms;
   }
 
@@ -665,7 +683,7 @@ export class WatchHub {
     } catch (e) {
       this.onLoopError(e);
     }
-    this.sliceEnded(t0);
+    this.sliceEnded(t0, "flush");
     this.scheduleFlush();
   }
 
@@ -886,7 +904,7 @@ export class WatchHub {
     }
     this.stats.statusPolls += status;
     this.stats.freezerPolls += freezer;
-    pass.busyMs += this.sliceEnded(t0);
+    pass.busyMs += this.sliceEnded(t0, "poll");
     this.scheduleFlush();
     if (!this.running) return;
     if (pass.at < pass.items.length) {
@@ -933,18 +951,23 @@ export class WatchHub {
   /**
    * Re-reads the root: new directories are tracked, and every tracked
    * container whose state dir or state.json changed since it was loaded (or
-   * that is gone) is loaded again, in slices (see {@link rescanSlice}).
+   * that is gone) is loaded again. The root is read through `opendir`, a few
+   * entries at a time, in the slices of {@link rescanSlice}.
    */
   private rescan(): void {
     this.rescanTimer = undefined;
     if (!this.running) return;
     const t0 = performance.now();
+    let dir: fs.Dir | undefined;
     try {
       this.users.refresh();
       this.watchRoot();
       if (this.allSubs.size > 0) {
-        for (const name of containerDirNames(this.root)) {
-          if (!this.tracked.has(name)) this.dirty.add(this.track(name).id);
+        try {
+          dir = fs.opendirSync(this.root.path, { bufferSize: 32 });
+        } catch (e) {
+          checkStateRoot(this.root.path);
+          throw e;
         }
       } else {
         checkStateRoot(this.root.path);
@@ -952,10 +975,40 @@ export class WatchHub {
     } catch (e) {
       this.onLoopError(e);
     }
-    if (!this.running) return;
-    this.rescanPass = { items: [...this.tracked.values()], at: 0, busyMs: this.sliceEnded(t0) };
-    this.scheduleFlush();
+    if (!this.running) {
+      dir?.closeSync();
+      return;
+    }
+    this.rescanPass = { dir, items: dir === undefined ? [...this.tracked.values()] : [], at: 0, busyMs: this.sliceEnded(t0, "rescan") };
     this.rescanSliceHandle = setImmediate(() => this.rescanSlice());
+  }
+
+  /** Reads root entries until `until`; new real directories are tracked and marked dirty. @returns whether the root was read to its end */
+  private readRoot(pass: RescanPass, until: number): boolean {
+    const dir = pass.dir as fs.Dir;
+    try {
+      for (;;) {
+        const e = dir.readSync();
+        if (e === null) break;
+        if (e.isDirectory() && !this.tracked.has(e.name)) this.dirty.add(this.track(e.name).id);
+        if (performance.now() >= until) return false;
+      }
+    } catch (e) {
+      try {
+        checkStateRoot(this.root.path);
+        this.warn(`rescan:${describeError(e)}`, "cannot read the state root during a rescan", e);
+      } catch (e2) {
+        this.onLoopError(e2);
+      }
+    }
+    try {
+      dir.closeSync();
+    } catch {
+      // already closed
+    }
+    pass.dir = undefined;
+    pass.items = [...this.tracked.values()];
+    return true;
   }
 
   /**
@@ -972,6 +1025,7 @@ export class WatchHub {
     const until = t0 + this.sliceMs;
     try {
       withoutStackTraces(() => {
+        if (pass.dir !== undefined && !this.readRoot(pass, until)) return;
         while (pass.at < pass.items.length) {
           const t = pass.items[pass.at++] as Tracked;
           if (this.tracked.get(t.id) !== t) continue;
@@ -989,10 +1043,10 @@ export class WatchHub {
     } catch (e) {
       this.onLoopError(e);
     }
-    pass.busyMs += this.sliceEnded(t0);
+    pass.busyMs += this.sliceEnded(t0, "rescan");
     this.scheduleFlush();
     if (!this.running) return;
-    if (pass.at < pass.items.length) {
+    if (pass.dir !== undefined || pass.at < pass.items.length) {
       this.rescanSliceHandle = setImmediate(() => this.rescanSlice());
       return;
     }

@@ -112,6 +112,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`),
     onMerged: metrics === undefined ? undefined : () => metrics.watchEventMerged(),
   });
+  metrics?.observeWatchHub(() => watchHub.counters);
   const health = new ShimHealth(() => {
     try {
       checkStateRoot(config.root);
