@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { RuntimeError, describeError, errnoOf, isErrno } from "./errors.js";
-import { containerFreezerState, detectCgroupMode, freezerDir, type CgroupMode, type FreezerState } from "./freezer.js";
+import { containerFreezerState, detectCgroupMode, freezerDir, type CgroupMode, type CgroupReader, type FreezerState } from "./freezer.js";
 import { validateContainerId } from "./id.js";
 import { EXEC_FIFO_FILENAME, STATE_FILENAME, isWithin, secureJoin } from "./paths.js";
 import { ContainerLocks } from "./locks.js";
@@ -81,8 +81,15 @@ export interface ContainerProbe {
   state: ContainerState;
   /** Re-derives the status from the same state.json record (freezer, /proc, exec fifo). */
   status(): ContainerStatus;
-  /** Reads the freezer alone (v1 `freezer.state`, v2 `cgroup.freeze`), for watchers that poll pause and resume only. */
-  freezer(): FreezerState;
+  /**
+   * Reads the freezer alone (v1 `freezer.state`, v2 `cgroup.freeze`), for
+   * watchers that poll pause and resume only.
+   * @param read how cgroup files are read: {@link readCgroupFile} (a statfs check per read) by
+   *   default; a watcher that checked {@link freezerDir} once may pass {@link readInCheckedDir}
+   */
+  freezer(read?: CgroupReader): FreezerState;
+  /** The container's freezer dir (v1 `cgroup_paths.freezer`, v2 the unified dir), if any. */
+  readonly freezerDir: string | undefined;
   /**
    * `<unified cgroup dir>/cgroup.events` when that file tells of the init's
    * death: state.json has a unified path (`cgroup_paths[""]`, on cgroup v2 and
@@ -94,8 +101,7 @@ export interface ContainerProbe {
   readonly cgroupEvents: string | undefined;
   /** `cgroup.events` tells of pause and resume too (`frozen`): cgroup v2 hosts, where the unified dir is the freezer. */
   readonly freezerNotifies: boolean;
-  /** The container has a freezer dir at all (else it can never be paused). */
-  readonly hasFreezer: boolean;
+
 }
 
 /**
@@ -209,10 +215,10 @@ export class StateRoot {
     return {
       state: this.stateOf(c),
       status: () => this.status(c),
-      freezer: () => containerFreezerState(r.cgroupPaths, this.cgroupMode),
+      freezer: (read?: CgroupReader) => containerFreezerState(r.cgroupPaths, this.cgroupMode, read),
       cgroupEvents: r.ownPidNamespace && r.cgroupPaths[""] ? `${r.cgroupPaths[""]}/cgroup.events` : undefined,
       freezerNotifies: this.cgroupMode === "v2",
-      hasFreezer: freezerDir(r.cgroupPaths, this.cgroupMode) !== undefined,
+      freezerDir: freezerDir(r.cgroupPaths, this.cgroupMode),
     };
   }
 
@@ -363,7 +369,7 @@ export class StateRoot {
   status(c: LoadedContainer): ContainerStatus {
     const r = c.record;
     return deriveStatus({
-      freezer: () => containerFreezerState(r.cgroupPaths, this.cgroupMode),
+      freezer: (read?: CgroupReader) => containerFreezerState(r.cgroupPaths, this.cgroupMode, read),
       initAlive: () => isInitAlive(r.initProcessPid, r.initProcessStart),
       execFifoExists: () => execFifoExists(`${c.stateDir}/${EXEC_FIFO_FILENAME}`),
     });

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { checkStateRoot, type ContainerProbe, type StateRoot } from "./container.js";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
-import { CGROUP2_SUPER_MAGIC, readCgroupFile, type FreezerState } from "./freezer.js";
+import { CGROUP2_SUPER_MAGIC, onCgroupFsDir, readCgroupFile, readInCheckedDir, type FreezerState } from "./freezer.js";
 import { validateContainerId } from "./id.js";
 import { UserNames, compareIds, containerDirNames, withoutStackTraces, type ContainerEntry } from "./list.js";
 import { STATE_FILENAME } from "./paths.js";
@@ -317,6 +317,8 @@ interface Tracked {
   eventsWatcher: fs.FSWatcher | undefined;
   /** In the poll: its status (`follow === "poll"`) or, on a v1 host, its freezer (`"events"`). */
   polled: boolean;
+  /** The freezer dir found on a cgroup filesystem, once (the poll then reads it without a statfs per read). */
+  freezerChecked: string | undefined;
 }
 
 /** A rescan in progress: the root being read, then the containers being checked. */
@@ -624,7 +626,7 @@ export class WatchHub {
       t = {
         id, singles: new Set(), listed: false, entry: undefined, sig: undefined, key: { removed: id }, probe: undefined,
         dirWatcher: undefined, dirIno: -1, fileKey: "-", loaded: false,
-        follow: "none", eventsFile: undefined, eventsWatcher: undefined, polled: false,
+        follow: "none", eventsFile: undefined, eventsWatcher: undefined, polled: false, freezerChecked: undefined,
       };
       this.tracked.set(id, t);
     }
@@ -772,7 +774,10 @@ export class WatchHub {
       if (file !== undefined) this.watchEvents(t, file);
     }
     t.follow = t.eventsWatcher !== undefined ? "events" : "poll";
-    this.setPolled(t, t.follow === "poll" || (!probe.freezerNotifies && probe.hasFreezer));
+    const freezerPolled = t.follow === "events" && !probe.freezerNotifies && probe.freezerDir !== undefined;
+    // The freezer dir is checked to lie on cgroupfs once; the poll then reads it without a statfs each time.
+    if (freezerPolled && t.freezerChecked !== probe.freezerDir) t.freezerChecked = onCgroupFsDir(probe.freezerDir as string) ? probe.freezerDir : undefined;
+    this.setPolled(t, t.follow === "poll" || freezerPolled);
   }
 
   /**
@@ -934,7 +939,7 @@ export class WatchHub {
     if (t.probe === undefined || reported === undefined) return;
     let forced: string | undefined;
     try {
-      forced = frozenStatus(t.probe.freezer());
+      forced = frozenStatus(t.freezerChecked !== undefined && t.freezerChecked === t.probe.freezerDir ? t.probe.freezer(readInCheckedDir) : t.probe.freezer());
     } catch {
       this.dirty.add(t.id);
       return;
