@@ -128,8 +128,15 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(srv.pid))), 100);
   let many: WatchOpenResult | undefined;
+  const cpuM0 = { server: cpuTimes(srv.pid)?.selfMs ?? Number.NaN, client: cpuTimes(worker.pid)?.selfMs ?? Number.NaN, at: performance.now() };
+  let cpuMany = { server: Number.NaN, client: Number.NaN, seconds: Number.NaN };
   try {
     many = await worker.request({ op: "watchOpen", name: "many", socket: srv.socket, streams: config.watchStreams, connections: Math.ceil(config.watchStreams / 50), decode: false });
+    cpuMany = {
+      server: ((cpuTimes(srv.pid)?.selfMs ?? Number.NaN) - cpuM0.server) / 1000,
+      client: ((cpuTimes(worker.pid)?.selfMs ?? Number.NaN) - cpuM0.client) / 1000,
+      seconds: (performance.now() - cpuM0.at) / 1000,
+    };
     await sleep(1000);
     rssPeak = Math.max(rssPeak, rssMiB(srv.pid));
   } finally {
@@ -171,7 +178,7 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
     shimOnlyRow(5, "watch.cpu.idle", "server CPU, watch open, idle", "%", idleCpuPct, `${config.watchIdleMs} ms; ${(cpuRounds / (roundsMs / 1000) / 10).toFixed(1)} % during the State rounds`),
     shimOnlyRow(5, "watch.sync.one", "first watch-all synced", "ms", firstSyncMs, `${first.messages} messages`),
     shimOnlyRow(5, "watch.kill.max", "runc kill seen by the watch, max", "ms", ks.max, `${ks.n} kills, p50 ${ks.p50.toFixed(1)} ms`),
-    shimOnlyRow(5, "watch.sync.many", `${config.watchStreams} watch-alls synced (last)`, "s", manySync.max / 1000, `${many.messages} messages; first ${(manySync.min / 1000).toFixed(1)} s`),
+    shimOnlyRow(5, "watch.sync.many", `${config.watchStreams} watch-alls synced (last)`, "s", manySync.max / 1000, `${many.messages} messages; first ${(manySync.min / 1000).toFixed(1)} s; CPU s server ${cpuMany.server.toFixed(1)}, client ${cpuMany.client.toFixed(1)}`),
     shimOnlyRow(5, "watch.rss.before", `server RSS before the ${config.watchStreams}`, "MiB", rssBefore, "VmRSS"),
     shimOnlyRow(5, "watch.rss.open", `server RSS, ${config.watchStreams} open (peak)`, "MiB", rssPeak, `1 s after the last synced: ${rssOpen.toFixed(0)}`),
     shimOnlyRow(5, "watch.rss.after", `server RSS after they ended`, "MiB", rssAfter, `${config.watchSettleMs} ms after the cancel`),
@@ -201,6 +208,6 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
     rows,
     targets,
     stderr,
-    summary: { noWatch: { shim: a, floor: fa }, withWatch: { shim: b, floor: fb }, loopDelay: delays, idleCpuPct, firstSyncMs, killMs, manySyncedMs: manySync, rss: { before: rssBefore, peak: rssPeak, open: rssOpen, after: rssAfter } },
+    summary: { noWatch: { shim: a, floor: fa }, withWatch: { shim: b, floor: fb }, loopDelay: delays, idleCpuPct, firstSyncMs, killMs, manySyncedMs: manySync, manyCpuSeconds: cpuMany, rss: { before: rssBefore, peak: rssPeak, open: rssOpen, after: rssAfter } },
   };
 }
