@@ -46,6 +46,8 @@ import { cpuTimes, launchServer, rssMiB, type ServerHandle } from "./lib/server.
 import { summarize, type Summary } from "./lib/stats.js";
 import { defaultTempBase, fsTypeOf } from "./lib/tmp.js";
 import { Worker } from "./lib/worker-client.js";
+import type { LiveCgroups } from "./lib/live-cgroups.js";
+import { watchSection, type WatchSectionResult } from "./watch-section.js";
 
 /** Iteration counts and sizes of one mode. */
 export interface BenchConfig {
@@ -86,6 +88,17 @@ export interface BenchConfig {
    * server measured runs equally optimised code.
    */
   jitWarmupMs: number;
+  /** Section 5: container dirs in the watched root, live ones among them (own processes and cgroups), runc containers killed while watched. */
+  watchDirs: number;
+  watchLive: number;
+  watchKills: number;
+  /** Rounds of floor and State with no watch, then as many with a watch-all open. */
+  watchRounds: number;
+  /** Idle time with the watch-all open, for its CPU cost, in ms. */
+  watchIdleMs: number;
+  /** Watch-all streams opened at once, and how long after their end RSS is read, in ms. */
+  watchStreams: number;
+  watchSettleMs: number;
 }
 
 /** `--quick`: under a minute; every row is still printed. */
@@ -106,6 +119,13 @@ export const QUICK: BenchConfig = {
   listRuncReps: 1,
   warmupRounds: 100,
   jitWarmupMs: 1000,
+  watchDirs: 10_000,
+  watchLive: 1000,
+  watchKills: 3,
+  watchRounds: 1000,
+  watchIdleMs: 2000,
+  watchStreams: 200,
+  watchSettleMs: 3000,
 };
 
 /** The default: under five minutes. */
@@ -126,6 +146,13 @@ export const FULL: BenchConfig = {
   listRuncReps: 3,
   warmupRounds: 300,
   jitWarmupMs: 2000,
+  watchDirs: 10_000,
+  watchLive: 1000,
+  watchKills: 6,
+  watchRounds: 3000,
+  watchIdleMs: 5000,
+  watchStreams: 200,
+  watchSettleMs: 5000,
 };
 
 /** Real containers per status in the main root, State calls rotate over them. */
@@ -141,6 +168,7 @@ const SECTION_TITLES: Record<number, string> = {
   2: "Start latency: shim Start vs `runc start`, fresh created containers",
   3: "throughput (closed loop; runc column: `runc state`, 2 processes in parallel); CPU: server's per call (runc's own for runc)",
   4: "scale: container dirs in the root (fresh server per size; State on a running container; floor and State back-to-back, runc in its own rounds)",
+  5: "Watch on a large root (a fresh server; State and floor back-to-back on live containers, with no watch then with a watch-all open)",
 };
 
 function log(msg: string): void {
@@ -152,6 +180,8 @@ const T0 = performance.now();
 const registry = new ContainerRegistry();
 const servers = new Set<ServerHandle>();
 const tempDirs = new Set<string>();
+/** Live fake containers of section 5 (sleep processes in cgroup dirs made for them). */
+const lives = new Set<LiveCgroups>();
 let worker: Worker | undefined;
 let cleaning: Promise<void> | undefined;
 
@@ -161,6 +191,8 @@ function cleanup(): Promise<void> {
     await worker?.exit(2000).catch(() => worker?.kill());
     await Promise.all([...servers].map((s) => s.stop(3000).catch(() => undefined)));
     servers.clear();
+    for (const l of lives) await l.cleanup();
+    lives.clear();
     const n = registry.size;
     const failed = await registry.deleteAll(4);
     if (n > 0) log(`deleted ${n - failed} containers${failed > 0 ? `, ${failed} could not be deleted` : ""}`);
@@ -180,6 +212,7 @@ function cleanupSync(): void {
       // gone
     }
   }
+  for (const l of lives) l.cleanupSync();
   registry.deleteAllSync();
   for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
 }
@@ -421,6 +454,14 @@ async function main(): Promise<number> {
     );
   }
   const scaleStderr = [...scaleServers.values()].map((s) => s.stderr().trim()).filter(Boolean);
+  for (const s of scaleRoots) await worker.request({ op: "close", name: `scale${s.size}` });
+  await Promise.all([...scaleServers.values()].map(async (s) => {
+    await s.stop();
+    servers.delete(s);
+  }));
+
+  // ---- Section 5.
+  const watch: WatchSectionResult = await watchSection({ config, worker, registry, servers, lives, dir: fx.dir, bundle: fx.bundle, log });
 
   // ---- Done measuring: clean up before printing.
   log("cleaning up");
@@ -493,6 +534,8 @@ async function main(): Promise<number> {
     rows.push(shimOnlyRow(4, `scale.${size}.rss`, `server RSS at ${sizeLabel(size)} containers`, "MiB", rss.get(size)!, "VmRSS"));
     if (size === config.scaleSizes[0]) rows.push(shimOnlyRow(4, "idle.rss", "server RSS idle (fresh, before any call)", "MiB", idleRss, "VmRSS"));
   }
+
+  rows.push(...watch.rows);
 
   // ---- Targets.
   const row = (key: string): Row => rows.find((r) => r.key === key)!;
@@ -578,6 +621,8 @@ async function main(): Promise<number> {
     targets.push({ name: `List of ${sizeLabel(size)} containers under 1 s`, pass: ms < 1000, detail: `p50 ${ms.toFixed(0)} ms` });
   }
 
+  targets.push(...watch.targets);
+
   const elapsedS = (performance.now() - T0) / 1000;
   const loadAtEnd = os.loadavg()[0]!;
   const runcVersion = spawnSync("runc", ["--version"], { encoding: "utf8" }).stdout.split("\n")[0] ?? "";
@@ -613,6 +658,7 @@ async function main(): Promise<number> {
     stateRunning: { shim: S("shim.running", lat), runc: S("runc.running", lat) },
     startMs: { shim: startShimMs, runc: startRuncMs, direct: startDirectMs },
     throughput: Object.fromEntries(Object.entries(tput).map(([k, v]) => [k, { callsPerSecond: rate(v), windows: v }])),
+    watch: watch.summary,
     scale: Object.fromEntries(
       config.scaleSizes.map((size) => [
         size,
@@ -654,7 +700,7 @@ async function main(): Promise<number> {
     .flat()
     .reduce((a, r) => a + r.errors, 0);
   if (tputErrors > 0) lines.push(`WARNING: ${tputErrors} calls failed during the throughput windows (not counted)`);
-  for (const [what, err] of [["main server", mainStderr], ...scaleStderr.map((e) => ["scale server", e])] as Array<[string, string]>) {
+  for (const [what, err] of [["main server", mainStderr], ...scaleStderr.map((e) => ["scale server", e]), ["watch server", watch.stderr]] as Array<[string, string]>) {
     if (err !== "") lines.push(`${what} stderr (warn and above):\n${err}`);
   }
   process.stdout.write(`${lines.join("\n")}\n`);

@@ -14,13 +14,14 @@ import { spawn } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { createShimClient, STATUS_NAMES, type ShimClient } from "../src/client/client.js";
-import type { StateResponse } from "../gen/ts/runcshim/v1/shim.js";
+import { WatchResponse, type StateResponse } from "../gen/ts/runcshim/v1/shim.js";
 import type {
   Probe,
   RoundsResult,
   StartResult,
   ThroughputResult,
   TouchResult,
+  WatchOpenResult,
   WorkerReply,
   WorkerRequest,
 } from "./lib/protocol.js";
@@ -301,6 +302,80 @@ async function listTimes(c: Conn, root: string, reps: number, runcReps: number, 
   return { shim, runc: runcMs };
 }
 
+/** Open watch-all streams, by name: their clients, calls, and a hook told of each decoded message. */
+const watches = new Map<string, { clients: grpc.Client[]; calls: grpc.ClientReadableStream<Buffer>[]; onMessage?: (m: WatchResponse, at: number) => void }>();
+/** The encoding of a SYNCED message: kind = 2, nothing else. */
+const SYNCED_BYTES = Buffer.from([0x08, 0x02]);
+
+/**
+ * Opens `streams` watch-all streams over `connections` connections of their
+ * own (not shared with the State channel); resolves when every stream has
+ * had its SYNCED message. Without `decode`, messages are counted as raw bytes
+ * (the client then costs little next to the server).
+ */
+async function watchOpen(name: string, socket: string, streams: number, connections: number, decode: boolean): Promise<WatchOpenResult> {
+  const clients = Array.from({ length: connections }, () =>
+    new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "grpc.max_receive_message_length": 64 << 20 }),
+  );
+  const entry: { clients: grpc.Client[]; calls: grpc.ClientReadableStream<Buffer>[]; onMessage?: (m: WatchResponse, at: number) => void } = { clients, calls: [] };
+  watches.set(name, entry);
+  const t0 = performance.now();
+  let messages = 0;
+  const syncedMs = await Promise.all(
+    Array.from({ length: streams }, (_, i) =>
+      new Promise<number>((resolve, reject) => {
+        const call = clients[i % connections]!.makeServerStreamRequest("/runcshim.v1.ShimService/Watch", () => Buffer.alloc(0), (b: Buffer) => b, {});
+        entry.calls.push(call);
+        let synced = false;
+        call.on("data", (b: Buffer) => {
+          if (!synced) messages++;
+          if (decode) {
+            const m = WatchResponse.decode(b);
+            entry.onMessage?.(m, performance.now());
+            if (!synced && m.kind === 2) {
+              synced = true;
+              resolve(performance.now() - t0);
+            }
+          } else if (!synced && b.equals(SYNCED_BYTES)) {
+            synced = true;
+            resolve(performance.now() - t0);
+          }
+        });
+        call.on("error", (e: grpc.ServiceError) => {
+          if (!synced) reject(new Error(`Watch failed before SYNCED: ${e.message}`));
+        });
+      }),
+    ),
+  );
+  return { syncedMs, messages };
+}
+
+/**
+ * `runc kill ID KILL` for each id in turn, each timed from runc's exit to the
+ * CHANGED/STOPPED message on the (decoded) watch `name`.
+ * @returns ms per kill
+ */
+async function watchKill(name: string, root: string, ids: string[]): Promise<{ ms: number[] }> {
+  const w = watches.get(name);
+  if (w === undefined) throw new Error(`no watch named ${name}`);
+  const out: number[] = [];
+  for (const id of ids) {
+    let seenAt: number | undefined;
+    w.onMessage = (m, at) => {
+      if (m.container?.id === id && m.container.result?.$case === "state" && m.container.result.value.status === 3) seenAt ??= at;
+    };
+    const { ms } = await runc(root, ["kill", id, "KILL"]);
+    const returned = performance.now();
+    void ms;
+    const t0 = Date.now();
+    while (seenAt === undefined && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 1));
+    if (seenAt === undefined) throw new Error(`the kill of ${id} was not reported within 5 s`);
+    out.push(Math.max(0, seenAt - returned));
+  }
+  w.onMessage = undefined;
+  return { ms: out };
+}
+
 async function handle(req: WorkerRequest): Promise<unknown> {
   switch (req.op) {
     case "connect":
@@ -324,7 +399,24 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return touch(conn(req.conn), req.ids, req.concurrency);
     case "list":
       return listTimes(conn(req.conn), req.root, req.reps, req.runcReps, req.expect);
+    case "watchOpen":
+      return watchOpen(req.name, req.socket, req.streams, req.connections, req.decode);
+    case "watchKill":
+      return watchKill(req.name, req.root, req.ids);
+    case "watchClose": {
+      const w = watches.get(req.name);
+      watches.delete(req.name);
+      for (const c of w?.calls ?? []) c.cancel();
+      await new Promise((r) => setTimeout(r, 50));
+      for (const c of w?.clients ?? []) c.close();
+      return undefined;
+    }
     case "exit":
+      for (const w of watches.values()) {
+        for (const c of w.calls) c.cancel();
+        for (const c of w.clients) c.close();
+      }
+      watches.clear();
       for (const c of conns.values()) {
         c.health.close();
         c.shim.close();

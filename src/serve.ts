@@ -1,4 +1,5 @@
 import { format } from "node:util";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import v8 from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -10,6 +11,27 @@ import { probeRunc } from "./runtime/runc-cli.js";
 import { startShimServer, type RunningServer } from "./server/server.js";
 import { SocketAddressError, socketPathOf } from "./server/socket.js";
 import { closedEarlyInspector, handleSignals, holdSignals, IGNORED_SIGNALS, SHUTDOWN_SIGNALS } from "./signals.js";
+
+/**
+ * For the benchmark only: when set to a number of ms, the server measures its
+ * event-loop delay (`perf_hooks.monitorEventLoopDelay`, 1 ms resolution) and
+ * every that many ms writes one line `loop-delay {"p50":..,"p99":..,"max":..,"n":..}`
+ * (ms beyond the resolution, over the interval) to stderr. Not a user-facing setting.
+ */
+export const LOOP_DELAY_ENV = "RUNC_SHIM_BENCH_LOOP_DELAY_MS";
+
+/** Starts the {@link LOOP_DELAY_ENV} report when the variable is set. */
+function reportLoopDelay(): void {
+  const every = Number(process.env[LOOP_DELAY_ENV]);
+  if (!(every > 0)) return;
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  const ms = (ns: number): number => Math.round(Math.max(0, ns / 1e6 - 1) * 1000) / 1000;
+  setInterval(() => {
+    process.stderr.write(`loop-delay ${JSON.stringify({ p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max), n: h.count })}\n`);
+    h.reset();
+  }, every).unref();
+}
 
 /** How long a shutdown waits for queued log lines to reach a slow stderr reader, in ms. */
 const LOG_FLUSH_MS = 200;
@@ -121,6 +143,7 @@ export async function serve(config: ServeConfig): Promise<number> {
   }
   log.info({ cgroupMode: running.cgroupMode }, `cgroup mode detected: ${running.cgroupMode}`);
   log.info({ address: socketPath, root, metricsAddress: running.metricsAddress }, "listening");
+  reportLoopDelay();
   if (signals > 0) beginShutdown(running);
   return exit;
 }

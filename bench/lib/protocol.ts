@@ -47,7 +47,29 @@ export type WorkerRequest =
   | { seq: number; op: "runcThroughput"; root: string; ids: string[]; parallel: number; warmupMs: number; durationMs: number }
   | { seq: number; op: "touch"; conn: string; ids: string[]; concurrency: number }
   | { seq: number; op: "list"; conn: string; root: string; reps: number; runcReps: number; expect: number }
+  | {
+      seq: number;
+      op: "watchOpen";
+      /** Names the set of streams for watchKill and watchClose. */
+      name: string;
+      socket: string;
+      /** Watch-all streams to open, spread over `connections` connections of their own. */
+      streams: number;
+      connections: number;
+      /** Decode the messages (needed by watchKill) instead of counting raw bytes. */
+      decode: boolean;
+    }
+  | { seq: number; op: "watchKill"; name: string; root: string; ids: string[] }
+  | { seq: number; op: "watchClose"; name: string }
   | { seq: number; op: "exit" };
+
+/** Result of a `watchOpen` request. */
+export interface WatchOpenResult {
+  /** Per stream, ms from the request to its SYNCED message. */
+  syncedMs: number[];
+  /** Messages received by all streams up to their SYNCED. */
+  messages: number;
+}
 
 /** Distributes `Omit` over the union, so each request can be written without `seq`. */
 export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

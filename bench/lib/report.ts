@@ -10,7 +10,7 @@
 import { fmt, fmtCount, fmtRatio, type Summary } from "./stats.js";
 
 /** Units used in the table. */
-export type Unit = "µs" | "ms" | "calls/s" | "MiB";
+export type Unit = "µs" | "ms" | "s" | "%" | "calls/s" | "MiB";
 
 /** One row of the table (and of the JSON). */
 export interface Row {

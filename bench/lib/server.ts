@@ -47,12 +47,14 @@ export async function launchServer(opts: {
   readyTimeoutMs?: number;
   /** More `serve` flags, e.g. `--metrics-address`. */
   serveArgs?: string[];
+  /** More environment variables for the server, e.g. the loop-delay report of the Watch rows. */
+  env?: NodeJS.ProcessEnv;
 }): Promise<ServerHandle> {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm run bench does)`);
   const proc = spawn(
     process.execPath,
     [...(opts.nodeArgs ?? []), MAIN, "serve", "--root", opts.root, "--address", opts.socket, "--log-level", opts.logLevel ?? "warn", ...(opts.serveArgs ?? [])],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...opts.env } },
   );
   if (proc.pid === undefined) throw new Error("could not spawn the server");
   const pid = proc.pid;

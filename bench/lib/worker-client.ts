@@ -4,7 +4,7 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import type { RoundsResult, StartResult, ThroughputResult, TouchResult, WorkerCommand, WorkerReply, WorkerRequest } from "./protocol.js";
+import type { RoundsResult, StartResult, ThroughputResult, TouchResult, WatchOpenResult, WorkerCommand, WorkerReply, WorkerRequest } from "./protocol.js";
 
 /** The built worker (`dist/bench/client-worker.js`). */
 export const WORKER = fileURLToPath(new URL("../client-worker.js", import.meta.url));
@@ -41,6 +41,8 @@ export class Worker {
   request(cmd: Extract<WorkerCommand, { op: "start" }>): Promise<StartResult>;
   request(cmd: Extract<WorkerCommand, { op: "throughput" | "runcThroughput" }>): Promise<ThroughputResult>;
   request(cmd: Extract<WorkerCommand, { op: "touch" }>): Promise<TouchResult>;
+  request(cmd: Extract<WorkerCommand, { op: "watchOpen" }>): Promise<WatchOpenResult>;
+  request(cmd: Extract<WorkerCommand, { op: "watchKill" }>): Promise<{ ms: number[] }>;
   request(cmd: WorkerCommand): Promise<unknown>;
   request(cmd: WorkerCommand): Promise<unknown> {
     if (this.exitError !== undefined) return Promise.reject(this.exitError);

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { RuntimeError, describeError, errnoOf, isErrno } from "./errors.js";
-import { containerFreezerState, detectCgroupMode, type CgroupMode } from "./freezer.js";
+import { containerFreezerState, detectCgroupMode, freezerDir, type CgroupMode, type CgroupReader, type FreezerState } from "./freezer.js";
 import { validateContainerId } from "./id.js";
 import { EXEC_FIFO_FILENAME, STATE_FILENAME, isWithin, secureJoin } from "./paths.js";
 import { ContainerLocks } from "./locks.js";
@@ -81,6 +81,27 @@ export interface ContainerProbe {
   state: ContainerState;
   /** Re-derives the status from the same state.json record (freezer, /proc, exec fifo). */
   status(): ContainerStatus;
+  /**
+   * Reads the freezer alone (v1 `freezer.state`, v2 `cgroup.freeze`), for
+   * watchers that poll pause and resume only.
+   * @param read how cgroup files are read: {@link readCgroupFile} (a statfs check per read) by
+   *   default; a watcher that checked {@link freezerDir} once may pass {@link readInCheckedDir}
+   */
+  freezer(read?: CgroupReader): FreezerState;
+  /** The container's freezer dir (v1 `cgroup_paths.freezer`, v2 the unified dir), if any. */
+  readonly freezerDir: string | undefined;
+  /**
+   * `<unified cgroup dir>/cgroup.events` when that file tells of the init's
+   * death: state.json has a unified path (`cgroup_paths[""]`, on cgroup v2 and
+   * on hybrid hosts) and the container has a pid namespace of its own, so the
+   * init's death kills every process of the container and the cgroup's
+   * `populated` goes to 0 (inotify: `IN_MODIFY`). `undefined` otherwise. The
+   * path comes from state.json: check it lies on cgroup2 before watching it.
+   */
+  readonly cgroupEvents: string | undefined;
+  /** `cgroup.events` tells of pause and resume too (`frozen`): cgroup v2 hosts, where the unified dir is the freezer. */
+  readonly freezerNotifies: boolean;
+
 }
 
 /**
@@ -177,7 +198,7 @@ export class StateRoot {
    *   (corrupt state.json, freezer on a non-cgroup path, I/O error)
    */
   state(id: string): ContainerState {
-    return this.probe(id).state;
+    return this.stateOf(this.load(id));
   }
 
   /**
@@ -190,22 +211,32 @@ export class StateRoot {
    */
   probe(id: string): ContainerProbe {
     const c = this.load(id);
+    const r = c.record;
+    return {
+      state: this.stateOf(c),
+      status: () => this.status(c),
+      freezer: (read?: CgroupReader) => containerFreezerState(r.cgroupPaths, this.cgroupMode, read),
+      cgroupEvents: r.ownPidNamespace && r.cgroupPaths[""] ? `${r.cgroupPaths[""]}/cgroup.events` : undefined,
+      freezerNotifies: this.cgroupMode === "v2",
+      freezerDir: freezerDir(r.cgroupPaths, this.cgroupMode),
+    };
+  }
+
+  /** The state of a loaded container, its status derived now. */
+  private stateOf(c: LoadedContainer): ContainerState {
     const status = this.status(c);
     const r = c.record;
     const { bundle, annotations } = splitLabels(r.labels);
     return {
-      state: {
-        id,
-        pid: status === "stopped" ? 0 : r.initProcessPid,
-        status,
-        bundle,
-        rootfs: r.rootfs,
-        created: r.created,
-        annotations,
-        owner: "",
-        ociVersion: r.ociVersion,
-      },
-      status: () => this.status(c),
+      id: c.id,
+      pid: status === "stopped" ? 0 : r.initProcessPid,
+      status,
+      bundle,
+      rootfs: r.rootfs,
+      created: r.created,
+      annotations,
+      owner: "",
+      ociVersion: r.ociVersion,
     };
   }
 
@@ -338,7 +369,7 @@ export class StateRoot {
   status(c: LoadedContainer): ContainerStatus {
     const r = c.record;
     return deriveStatus({
-      freezer: () => containerFreezerState(r.cgroupPaths, this.cgroupMode),
+      freezer: (read?: CgroupReader) => containerFreezerState(r.cgroupPaths, this.cgroupMode, read),
       initAlive: () => isInitAlive(r.initProcessPid, r.initProcessStart),
       execFifoExists: () => execFifoExists(`${c.stateDir}/${EXEC_FIFO_FILENAME}`),
     });

@@ -140,13 +140,55 @@ export function freezerStateV2(dir: string, read: CgroupReader = readCgroupFile)
  *
  * @throws {RuntimeError} `SystemError` as {@link freezerStateV1} / {@link freezerStateV2}
  */
-export function containerFreezerState(cgroupPaths: Readonly<Record<string, string>>, mode: CgroupMode): FreezerState {
+export function containerFreezerState(cgroupPaths: Readonly<Record<string, string>>, mode: CgroupMode, read: CgroupReader = readCgroupFile): FreezerState {
   if (mode === "v2") {
     const dir = cgroupPaths[""];
-    return dir ? freezerStateV2(dir) : "undefined";
+    return dir ? freezerStateV2(dir, read) : "undefined";
   }
   const dir = cgroupPaths.freezer;
-  return dir ? freezerStateV1(dir) : "undefined";
+  return dir ? freezerStateV1(dir, read) : "undefined";
+}
+
+// One reusable buffer for readInCheckedDir: reads are synchronous and decoded at once.
+const CHECKED_READ_BUFFER = Buffer.allocUnsafe(4096);
+
+/**
+ * Reads a file of a cgroup dir that the caller has already checked lies on a
+ * cgroup filesystem ({@link onCgroupFsDir}): open (non-blocking, no final
+ * symlink), read, close: no per-read statfs. For watchers that read the same
+ * freezer files many times; the first check is what keeps them on cgroupfs
+ * (only root can mount over or move a cgroup dir).
+ *
+ * @returns the content, or `undefined` when the file or its cgroup does not exist
+ * @throws {RuntimeError} `SystemError` for any other I/O error
+ */
+export function readInCheckedDir(file: string, maxBytes = 64): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    if (isErrno(e, "ENOENT", "ENODEV", "ENOTDIR")) return undefined;
+    throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
+  }
+  try {
+    const n = fs.readSync(fd, CHECKED_READ_BUFFER, 0, Math.min(maxBytes, CHECKED_READ_BUFFER.length), 0);
+    return CHECKED_READ_BUFFER.toString("utf8", 0, n);
+  } catch (e) {
+    if (isErrno(e, "ENODEV")) return undefined;
+    throw new RuntimeError("SystemError", `read ${file}: ${describeError(e)}`, { cause: e });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Whether `dir` lies on a cgroup filesystem (v1 or v2), by statfs. */
+export function onCgroupFsDir(dir: string): boolean {
+  try {
+    const type = fs.statfsSync(dir).type;
+    return type === CGROUP_SUPER_MAGIC || type === CGROUP2_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
 }
 
 /**

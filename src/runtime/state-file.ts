@@ -35,6 +35,13 @@ export interface ContainerStateRecord {
   ociVersion: string;
   /** `cgroup_paths`, the entries status derivation reads: `freezer` (cgroup v1) and `""` (the unified path, v2). */
   cgroupPaths: Readonly<Record<string, string>>;
+  /**
+   * `config.namespaces` has `NEWPID` with no path: the init is the pid
+   * namespace's reaper, so its death kills every other process of the
+   * container (then its cgroup empties, which Watch is notified of).
+   * False when absent or not an array (never an error here).
+   */
+  ownPidNamespace: boolean;
 }
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -302,7 +309,14 @@ export function parseStateFile(file: string, bytes: Uint8Array): ContainerStateR
       if (k === "freezer" || k === "") cgroupPaths[k] = v as string;
     }
   }
-  return { initProcessPid, initProcessStart, created, labels, rootfs: str("rootfs"), ociVersion: str("version"), cgroupPaths };
+  const ns = cfg.namespaces;
+  const ownPidNamespace =
+    Array.isArray(ns) &&
+    ns.some((n: unknown) => {
+      const e = n as { type?: unknown; path?: unknown } | null;
+      return e !== null && typeof e === "object" && e.type === "NEWPID" && (e.path === undefined || e.path === null || e.path === "");
+    });
+  return { initProcessPid, initProcessStart, created, labels, rootfs: str("rootfs"), ociVersion: str("version"), cgroupPaths, ownPidNamespace };
 }
 
 /**

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { checkStateRoot, type ContainerProbe, type StateRoot } from "./container.js";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
+import { CGROUP2_SUPER_MAGIC, onCgroupFsDir, readCgroupFile, readInCheckedDir, type FreezerState } from "./freezer.js";
 import { validateContainerId } from "./id.js";
 import { UserNames, compareIds, containerDirNames, withoutStackTraces, type ContainerEntry } from "./list.js";
 import { STATE_FILENAME } from "./paths.js";
@@ -28,6 +29,13 @@ export const RESCAN_INTERVAL_MS = 2000;
  * of a CPU (latency then grows with the number of containers).
  */
 export const BACKOFF_FACTOR = 4;
+/**
+ * Most work the poll, the rescan or the re-loading of dirty containers does in
+ * one turn of the event loop, in ms: each works in slices and yields
+ * (`setImmediate`) when a slice has run this long, so a call waits at most
+ * about one slice, whatever the number of containers.
+ */
+export const SLICE_BUDGET_MS = 1.5;
 
 /**
  * What a watch message reports.
@@ -47,6 +55,14 @@ export interface WatchEvent {
   readonly id: string;
   /** The container's state (or load error) now; `undefined` for `synced` and `removed`. */
   readonly entry: ContainerEntry | undefined;
+  /**
+   * Identifies the state reported: the same object in the events of every
+   * subscription that reports this state of this container (the entry itself,
+   * or one object per removal; one object for every `synced`). What a consumer
+   * derives from an event depends only on `key` and `kind`, so it can be
+   * computed once and shared (the server encodes each message once).
+   */
+  readonly key: object;
 }
 
 /** The part of an entry whose change is reported: status, pid, creation time, or the error. */
@@ -58,6 +74,25 @@ export function entrySignature(e: ContainerEntry): string {
 
 /** The key of the `synced` marker in a pending queue: never a container id (ids are not empty). */
 const SYNCED_KEY = "";
+
+/** The `key` of every `synced` event: one object for all subscriptions, so its encoding can be shared too. */
+const SYNCED_EVENT_KEY: object = Object.freeze({ synced: true });
+
+/** `offer()` without a `before`: the subscription keeps its own record of what its reader knows. */
+const OWN_VIEW: unique symbol = Symbol("own view");
+
+/** A pending event and the signature it carries (what the reader will know once it is taken). */
+interface PendingEvent extends WatchEvent {
+  readonly sig: string | undefined;
+}
+
+/** What {@link WatchSubscription.seed} looks up when an `initial` event is taken. */
+export interface WatchSnapshotEntry {
+  readonly entry: ContainerEntry;
+  readonly sig: string;
+  /** See {@link WatchEvent.key}. */
+  readonly key: object;
+}
 
 /**
  * One watcher's view of the root: a queue of pending events that never holds
@@ -72,14 +107,25 @@ const SYNCED_KEY = "";
  * - pending `changed` + change or removal → the newer event, moved to the end;
  * - pending `removed` + appearance → `changed` with the new state, moved to the end.
  *
- * The hub feeds it with {@link offer}; the consumer drains it with {@link take}.
+ * The hub feeds it with {@link seed} (the `initial` events, produced lazily:
+ * each is the container's state when the reader takes it, so a subscription
+ * costs one array of ids until its reader has caught up, not one event per
+ * container) and {@link offer}; the consumer drains it with {@link take}.
  */
 export class WatchSubscription {
   /** The watched container id, or `undefined` for every container of the root. */
   readonly id: string | undefined;
-  /** Signature of each container as the reader will know it once every pending event is taken. */
+  /**
+   * Signature of each container as the reader will know it once every pending
+   * event is taken; kept only for offers without `before` (a subscription fed
+   * by the hub learns it from the hub instead, and holds nothing per container).
+   */
   private readonly view = new Map<string, string>();
-  private readonly pending = new Map<string, WatchEvent>();
+  private readonly pending = new Map<string, PendingEvent>();
+  /** Ids whose `initial` event is still to be taken (sorted by {@link compareIds}), from `snapshotAt` on. */
+  private snapshot: readonly string[] = [];
+  private snapshotAt = 0;
+  private lookup: ((id: string) => WatchSnapshotEntry | undefined) | undefined;
   private synced = false;
   private listener: (() => void) | undefined;
   private ending: { error?: unknown } | undefined;
@@ -93,9 +139,9 @@ export class WatchSubscription {
     this.id = id;
   }
 
-  /** Events waiting to be taken. */
+  /** Events waiting to be taken (`initial` events of containers removed meanwhile included). */
   get size(): number {
-    return this.pending.size;
+    return this.pending.size + this.snapshot.length - this.snapshotAt;
   }
 
   /**
@@ -114,6 +160,17 @@ export class WatchSubscription {
 
   /** Takes the oldest pending event, or `undefined` when none is pending. */
   take(): WatchEvent | undefined {
+    while (this.snapshotAt < this.snapshot.length) {
+      const id = this.snapshot[this.snapshotAt++] as string;
+      const now = this.lookup?.(id);
+      if (now === undefined) continue; // removed before the reader got it: never seen
+      return { kind: "initial", id, entry: now.entry, key: now.key };
+    }
+    if (this.snapshot.length > 0) {
+      this.snapshot = [];
+      this.snapshotAt = 0;
+      this.lookup = undefined;
+    }
     const first = this.pending.entries().next();
     if (first.done === true) return undefined;
     const [key, event] = first.value;
@@ -126,23 +183,72 @@ export class WatchSubscription {
     if (this.closed) return;
     this.closed = true;
     this.pending.clear();
+    this.snapshot = [];
+    this.lookup = undefined;
     this.listener = undefined;
     this.onClose(this);
   }
 
   /**
+   * @internal The `initial` events: one per id of `ids` (sorted by
+   * {@link compareIds}), each made when the reader takes it from what `lookup`
+   * says then (`undefined`: gone, no event). Offers about these ids are ignored
+   * until their `initial` event is taken. Called before {@link markSynced}.
+   */
+  seed(ids: readonly string[], lookup: (id: string) => WatchSnapshotEntry | undefined): void {
+    this.snapshot = ids;
+    this.snapshotAt = 0;
+    this.lookup = lookup;
+    if (ids.length > 0) this.listener?.();
+  }
+
+  /** Whether `id`'s `initial` event is still to be taken (a binary search of the rest of the snapshot). */
+  private inSnapshot(id: string): boolean {
+    let lo = this.snapshotAt;
+    let hi = this.snapshot.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = compareIds(this.snapshot[mid] as string, id);
+      if (c === 0) return true;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return false;
+  }
+
+  /**
    * @internal The container `id` is now `entry` (`undefined`: absent). Queues
-   * the event this means for the reader, if any.
+   * the event this means for the reader, if any. The subscription records
+   * what it offered, to know what its reader knows.
    */
   offer(id: string, entry: ContainerEntry | undefined, sig: string | undefined = entry && entrySignature(entry)): void {
+    this.queue(id, entry, sig, OWN_VIEW, entry ?? { removed: id });
+  }
+
+  /**
+   * @internal As {@link offer}, from the hub, which says what the reader knows
+   * of `id` when nothing is pending for it, so that the subscription keeps
+   * nothing per container.
+   *
+   * @param before the signature the hub last offered for `id` (`undefined`: absent)
+   * @param key see {@link WatchEvent.key}
+   */
+  offerFromHub(id: string, entry: ContainerEntry | undefined, sig: string | undefined, before: string | undefined, key: object): void {
+    this.queue(id, entry, sig, before, key);
+  }
+
+  private queue(id: string, entry: ContainerEntry | undefined, sig: string | undefined, before: string | undefined | typeof OWN_VIEW, key: object): void {
     if (this.closed || this.ending !== undefined) return;
-    const before = this.view.get(id);
-    if (before === sig) return;
-    if (sig === undefined) this.view.delete(id);
-    else this.view.set(id, sig);
-    const kind: WatchEventKind = sig === undefined ? "removed" : before === undefined ? (this.synced ? "appeared" : "initial") : "changed";
-    const event: WatchEvent = { kind, id, entry: sig === undefined ? undefined : entry };
+    if (this.snapshotAt < this.snapshot.length && this.inSnapshot(id)) return; // taken later, as it is then
     const queued = this.pending.get(id);
+    const known = queued !== undefined ? queued.sig : before === OWN_VIEW ? this.view.get(id) : before;
+    if (known === sig) return;
+    if (before === OWN_VIEW) {
+      if (sig === undefined) this.view.delete(id);
+      else this.view.set(id, sig);
+    }
+    const kind: WatchEventKind = sig === undefined ? "removed" : known === undefined ? (this.synced ? "appeared" : "initial") : "changed";
+    const event: PendingEvent = { kind, id, entry: sig === undefined ? undefined : entry, key, sig };
     if (queued !== undefined) this.onMerge?.();
     if (queued === undefined) {
       this.pending.set(id, event);
@@ -163,7 +269,7 @@ export class WatchSubscription {
   markSynced(): void {
     if (this.synced || this.closed) return;
     this.synced = true;
-    this.pending.set(SYNCED_KEY, { kind: "synced", id: "", entry: undefined });
+    this.pending.set(SYNCED_KEY, { kind: "synced", id: "", entry: undefined, key: SYNCED_EVENT_KEY, sig: undefined });
     this.listener?.();
   }
 
@@ -175,6 +281,15 @@ export class WatchSubscription {
   }
 }
 
+/** How the hub learns that a live container's status changed, besides the files of its state dir. */
+type Follow =
+  /** Nothing to follow: not loaded, failed to load, or stopped (a dead init never comes back). */
+  | "none"
+  /** inotify on its unified `cgroup.events` (death; on v2 pause and resume too). */
+  | "events"
+  /** Its status is re-derived by the poll (freezer, `/proc/PID/stat`, exec fifo). */
+  | "poll";
+
 /** A container the hub keeps an eye on. */
 interface Tracked {
   readonly id: string;
@@ -185,6 +300,8 @@ interface Tracked {
   /** The last evaluation; `undefined` while absent (no state dir or no state.json). */
   entry: ContainerEntry | undefined;
   sig: string | undefined;
+  /** {@link WatchEvent.key} of the current state. */
+  key: object;
   /** For the cheap status poll; `undefined` while absent or failing to load. */
   probe: ContainerProbe | undefined;
   dirWatcher: fs.FSWatcher | undefined;
@@ -194,6 +311,24 @@ interface Tracked {
   fileKey: string;
   /** Evaluated at least once since it was tracked. */
   loaded: boolean;
+  follow: Follow;
+  /** The `cgroup.events` file watched (`follow === "events"`). */
+  eventsFile: string | undefined;
+  eventsWatcher: fs.FSWatcher | undefined;
+  /** In the poll: its status (`follow === "poll"`) or, on a v1 host, its freezer (`"events"`). */
+  polled: boolean;
+  /** The freezer dir found on a cgroup filesystem, once (the poll then reads it without a statfs per read). */
+  freezerChecked: string | undefined;
+}
+
+/** A rescan in progress: the root being read, then the containers being checked. */
+interface RescanPass {
+  /** The root, open while its entries are read (the first part of a rescan). */
+  dir: fs.Dir | undefined;
+  /** The containers to check, once the root was read. */
+  items: Tracked[];
+  at: number;
+  busyMs: number;
 }
 
 /** Identity of a container state dir and its state.json (inode, size, times), to notice missed changes. */
@@ -204,14 +339,39 @@ function fileKey(dir: string): string {
   return f === undefined ? `${d.ino}` : `${d.ino}|${f.ino}:${f.size}:${f.mtimeMs}:${f.ctimeMs}`;
 }
 
+/** The status a freezer state forces, whatever the init does (runc's order: the freezer first). */
+function frozenStatus(f: FreezerState): "paused" | "pausing" | undefined {
+  return f === "frozen" ? "paused" : f === "freezing" ? "pausing" : undefined;
+}
+
+/** What the hub's loops did, cumulated since it was made (for metrics and tests). */
+export interface WatchHubCounters {
+  /** Full status derivations by the poll (freezer, `/proc/PID/stat`, exec fifo): containers without `cgroup.events`. */
+  statusPolls: number;
+  /** Freezer reads by the poll: containers followed through `cgroup.events` on a v1 (hybrid) host. */
+  freezerPolls: number;
+  /** Notifications from a watched `cgroup.events`. */
+  cgroupEvents: number;
+  /** Containers followed through `cgroup.events` now. */
+  eventsFollowed: number;
+  /** Containers whose status the poll re-derives now. */
+  statusPolled: number;
+  /** The longest one slice of a poll, a rescan or a flush ran for, in ms. */
+  longestSliceMs: number;
+}
+
 /** Options of {@link WatchHub}. */
 export interface WatchHubOptions {
   /** {@link POLL_INTERVAL_MS} by default. */
   pollMs?: number;
   /** {@link RESCAN_INTERVAL_MS} by default. */
   rescanMs?: number;
+  /** {@link SLICE_BUDGET_MS} by default. */
+  sliceMs?: number;
   /** Told about trouble worth a log line: a notification that could not be set up, an unexpected error. */
   onWarning?: (message: string, err: unknown) => void;
+  /** Told how long each slice of the poll, the rescan or the re-loading of dirty containers ran, in ms (tests, profiling). */
+  onSlice?: (loop: "poll" | "rescan" | "flush", ms: number) => void;
   /**
    * Told each time a subscriber's pending event is merged with a newer one
    * (replaced, or dropped with it) because the reader had not taken it yet
@@ -226,19 +386,29 @@ export interface WatchHubOptions {
  * someone watches.
  *
  * - **Notifications**: `fs.watch` (inotify) on the root (containers appearing
- *   and disappearing) and on each watched container state dir (state.json
- *   written or removed, exec fifo removed by a start). A notification marks the
- *   container dirty; dirty containers are re-loaded on the next turn of the
- *   event loop.
- * - **Poll** every {@link POLL_INTERVAL_MS}: the status of every watched
- *   container that is not stopped is re-derived from the same state.json
- *   record (freezer, `/proc/PID/stat`, exec fifo); a container whose status
- *   differs is re-loaded. This sees init deaths and pause/resume, which leave
- *   no trace in the root. (Stopped ones are re-derived at each rescan.)
+ *   and disappearing), on each watched container state dir (state.json
+ *   written or removed, exec fifo removed by a start), and on the unified
+ *   `cgroup.events` of each live container that has one and a pid namespace of
+ *   its own ({@link ContainerProbe.cgroupEvents}): `populated 0` when the init
+ *   dies (the kernel takes even a zombie out of its cgroup), and on cgroup v2
+ *   `frozen` for pause and resume. A notification marks the container dirty;
+ *   dirty containers are re-loaded on the next turn of the event loop.
+ *   Operations done through the shim ({@link StateRoot.changed}) mark it dirty
+ *   at once.
+ * - **Poll** every {@link POLL_INTERVAL_MS}, only of what has no
+ *   notification: the status of live containers without `cgroup.events`
+ *   (freezer, `/proc/PID/stat`, exec fifo, from the same state.json record),
+ *   and on v1 and hybrid hosts the freezer of the others (v1 freezer files
+ *   never notify). A container whose status differs is re-loaded.
  * - **Rescan** every {@link RESCAN_INTERVAL_MS}: readdir of the root and an
  *   lstat of each watched state dir and state.json; what changed since it was
  *   loaded is loaded again, in case notifications were dropped (inotify queue
- *   overflow, watch limit reached).
+ *   overflow, watch limit reached); the status of containers followed through
+ *   `cgroup.events` and of stopped ones is re-derived too.
+ *
+ * The poll, the rescan and the re-loading of dirty containers each run in
+ * slices of at most {@link SLICE_BUDGET_MS} of work, yielding to the event loop
+ * (`setImmediate`) between slices, whatever the number of containers.
  *
  * A container dir without state.json (being created or deleted by runc) counts
  * as absent until its state.json appears. If the root becomes unusable every
@@ -249,26 +419,46 @@ export class WatchHub {
   private readonly allSubs = new Set<WatchSubscription>();
   private readonly tracked = new Map<string, Tracked>();
   private readonly dirty = new Set<string>();
+  private readonly polled = new Set<Tracked>();
   private readonly users = new UserNames();
   private readonly pollMs: number;
   private readonly rescanMs: number;
+  private readonly sliceMs: number;
   private readonly warned = new Set<string>();
   private rootWatcher: fs.FSWatcher | undefined;
   private rootIdent = "";
   private pollTimer: NodeJS.Timeout | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private flushHandle: NodeJS.Immediate | undefined;
+  /** The next slice of a poll or a rescan in progress. */
+  private pollSliceHandle: NodeJS.Immediate | undefined;
+  private rescanSliceHandle: NodeJS.Immediate | undefined;
+  private pollPass: { readonly items: Tracked[]; at: number; busyMs: number } | undefined;
+  private rescanPass: RescanPass | undefined;
   private running = false;
   private offChange: (() => void) | undefined;
+  private readonly stats: WatchHubCounters = { statusPolls: 0, freezerPolls: 0, cgroupEvents: 0, eventsFollowed: 0, statusPolled: 0, longestSliceMs: 0 };
 
   constructor(private readonly root: StateRoot, private readonly opts: WatchHubOptions = {}) {
     this.pollMs = opts.pollMs ?? POLL_INTERVAL_MS;
     this.rescanMs = opts.rescanMs ?? RESCAN_INTERVAL_MS;
+    this.sliceMs = opts.sliceMs ?? SLICE_BUDGET_MS;
   }
 
   /** Subscriptions open now. */
   get subscribers(): number {
     return this.subs.size;
+  }
+
+  /** What the hub's loops did so far (a copy). */
+  get counters(): WatchHubCounters {
+    let events = 0;
+    let status = 0;
+    for (const t of this.tracked.values()) {
+      if (t.follow === "events") events++;
+      else if (t.follow === "poll") status++;
+    }
+    return { ...this.stats, eventsFollowed: events, statusPolled: status };
   }
 
   /**
@@ -277,7 +467,8 @@ export class WatchHub {
    * event per container that exists now (sorted by id), then `synced`.
    * Containers the hub already follows for other subscriptions are not loaded
    * again: their state is the one last seen (at most one poll interval old,
-   * and any change since is reported next).
+   * and any change since is reported next). Each `initial` event carries the
+   * container's state when the reader takes it.
    *
    * @throws {RuntimeError} `InvalidIdFormat`, `ConfigInvalid` (root unusable), `SystemError` (root unreadable)
    */
@@ -289,13 +480,15 @@ export class WatchHub {
     try {
       this.users.refresh();
       // Containers the hub already follows are current (notifications, poll); only new ones are loaded.
-      if (id === undefined) {
-        for (const name of containerDirNames(this.root)) this.track(name);
-        for (const t of [...this.tracked.values()]) if (!t.loaded) this.evaluate(t, true);
-      } else {
-        const t = this.track(id);
-        if (!t.loaded) this.evaluate(t, true);
-      }
+      withoutStackTraces(() => {
+        if (id === undefined) {
+          for (const name of containerDirNames(this.root)) this.track(name);
+          for (const t of [...this.tracked.values()]) if (!t.loaded) this.evaluate(t, true);
+        } else {
+          const t = this.track(id);
+          if (!t.loaded) this.evaluate(t, true);
+        }
+      });
     } catch (e) {
       if (e instanceof RuntimeError && e.kind === "ConfigInvalid") this.fail(e);
       else if (this.subs.size === 0) this.stop();
@@ -305,15 +498,16 @@ export class WatchHub {
     if (id === undefined) {
       this.allSubs.add(sub);
       for (const t of [...this.tracked.values()]) if (!t.listed && t.singles.size === 0) this.untrack(t);
-      const ids = [...this.tracked.values()].filter((t) => t.listed && t.entry !== undefined).map((t) => t.id).sort(compareIds);
-      for (const tid of ids) {
-        const t = this.tracked.get(tid) as Tracked;
-        sub.offer(tid, t.entry, t.sig);
-      }
+      const ids: string[] = [];
+      for (const t of this.tracked.values()) if (t.listed && t.entry !== undefined) ids.push(t.id);
+      sub.seed(ids.sort(compareIds), (tid) => {
+        const t = this.tracked.get(tid);
+        return t !== undefined && t.listed && t.entry !== undefined && t.sig !== undefined ? { entry: t.entry, sig: t.sig, key: t.key } : undefined;
+      });
     } else {
       const t = this.tracked.get(id) as Tracked;
       t.singles.add(sub);
-      if (t.entry !== undefined) sub.offer(id, t.entry, t.sig);
+      if (t.entry !== undefined) sub.offerFromHub(id, t.entry, t.sig, undefined, t.key);
     }
     sub.markSynced();
     return sub;
@@ -348,7 +542,6 @@ export class WatchHub {
       if (this.tracked.has(id) || this.allSubs.size > 0) this.markDirty(id);
     });
     this.watchRoot();
-    this.pollTimer = setTimeout(() => this.poll(), this.pollMs);
     this.rescanTimer = setTimeout(() => this.rescan(), this.rescanMs);
   }
 
@@ -358,13 +551,25 @@ export class WatchHub {
     this.offChange = undefined;
     this.rootWatcher?.close();
     this.rootWatcher = undefined;
-    for (const t of this.tracked.values()) t.dirWatcher?.close();
+    for (const t of this.tracked.values()) {
+      t.dirWatcher?.close();
+      t.eventsWatcher?.close();
+    }
     this.tracked.clear();
+    this.polled.clear();
     this.dirty.clear();
     if (this.pollTimer !== undefined) clearTimeout(this.pollTimer);
     if (this.rescanTimer !== undefined) clearTimeout(this.rescanTimer);
     if (this.flushHandle !== undefined) clearImmediate(this.flushHandle);
-    this.pollTimer = this.rescanTimer = this.flushHandle = undefined;
+    if (this.pollSliceHandle !== undefined) clearImmediate(this.pollSliceHandle);
+    if (this.rescanSliceHandle !== undefined) clearImmediate(this.rescanSliceHandle);
+    this.pollTimer = this.rescanTimer = this.flushHandle = this.pollSliceHandle = this.rescanSliceHandle = undefined;
+    try {
+      this.rescanPass?.dir?.closeSync();
+    } catch {
+      // already closed
+    }
+    this.pollPass = this.rescanPass = undefined;
   }
 
   /** The root is unusable: every subscription ends with `error`. */
@@ -418,7 +623,11 @@ export class WatchHub {
   private track(id: string): Tracked {
     let t = this.tracked.get(id);
     if (t === undefined) {
-      t = { id, singles: new Set(), listed: false, entry: undefined, sig: undefined, probe: undefined, dirWatcher: undefined, dirIno: -1, fileKey: "-", loaded: false };
+      t = {
+        id, singles: new Set(), listed: false, entry: undefined, sig: undefined, key: { removed: id }, probe: undefined,
+        dirWatcher: undefined, dirIno: -1, fileKey: "-", loaded: false,
+        follow: "none", eventsFile: undefined, eventsWatcher: undefined, polled: false, freezerChecked: undefined,
+      };
       this.tracked.set(id, t);
     }
     return t;
@@ -427,31 +636,57 @@ export class WatchHub {
   private untrack(t: Tracked): void {
     t.dirWatcher?.close();
     t.dirWatcher = undefined;
+    this.unwatchEvents(t);
+    this.setPolled(t, false);
+    t.follow = "none";
     this.tracked.delete(t.id);
     this.dirty.delete(t.id);
   }
 
   private markDirty(id: string): void {
     this.dirty.add(id);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.dirty.size === 0 || !this.running) return;
     this.flushHandle ??= setImmediate(() => {
       this.flushHandle = undefined;
       this.flush();
     });
   }
 
-  /** Re-loads every dirty container, in the order they became dirty. */
+  /** Notes how long a slice ran. */
+  private sliceEnded(t0: number, loop: "poll" | "rescan" | "flush"): number {
+    const ms = performance.now() - t0;
+    if (ms > this.stats.longestSliceMs) this.stats.longestSliceMs = ms;
+    this.opts.onSlice?.(loop, ms);
+    return ms;
+  }
+
+  /**
+   * Re-loads dirty containers, in the order they became dirty, for at most one
+   * slice; the rest waits for the next turn of the event loop.
+   */
   private flush(): void {
     if (!this.running) return;
+    const t0 = performance.now();
+    const until = t0 + this.sliceMs;
     try {
-      while (this.dirty.size > 0 && this.running) {
-        const id = this.dirty.values().next().value as string;
-        this.dirty.delete(id);
-        const t = this.tracked.get(id) ?? (this.allSubs.size > 0 ? this.track(id) : undefined);
-        if (t !== undefined) this.evaluate(t);
-      }
+      withoutStackTraces(() => {
+        while (this.dirty.size > 0 && this.running) {
+          const id = this.dirty.values().next().value as string;
+          this.dirty.delete(id);
+          const t = this.tracked.get(id) ?? (this.allSubs.size > 0 ? this.track(id) : undefined);
+          if (t !== undefined) this.evaluate(t);
+          if (performance.now() >= until) break;
+        }
+      });
     } catch (e) {
       this.onLoopError(e);
     }
+    this.sliceEnded(t0, "flush");
+    this.scheduleFlush();
   }
 
   private onLoopError(e: unknown): void {
@@ -479,7 +714,7 @@ export class WatchHub {
     if (st?.isSymbolicLink() === true) {
       ownerUid = fs.statSync(dir, { throwIfNoEntry: false })?.uid;
     }
-    if (listed || st?.isSymbolicLink() === true) this.watchDir(t, dir);
+    if (listed || st?.isSymbolicLink() === true) this.watchDir(t, dir, st?.isSymbolicLink() === true ? undefined : st?.ino);
     else this.unwatchDir(t);
     try {
       t.fileKey = fileKey(dir); // before loading: a change while loading is caught by the next rescan
@@ -500,23 +735,114 @@ export class WatchHub {
     t.loaded = true;
     const sig = entry === undefined ? undefined : entrySignature(entry);
     const changed = sig !== t.sig || listed !== t.listed;
+    const before = t.sig;
+    const listedBefore = t.listed;
+    if (entry !== undefined) t.key = entry;
+    else if (before !== undefined) t.key = { removed: t.id };
     t.entry = entry;
     t.sig = sig;
     t.listed = listed;
+    this.follow(t);
     if (changed) {
-      for (const s of this.allSubs) s.offer(t.id, listed ? entry : undefined, listed ? sig : undefined);
-      for (const s of t.singles) s.offer(t.id, entry, sig);
+      const gone = listedBefore && !listed ? { removed: t.id } : undefined;
+      for (const s of this.allSubs) {
+        if (listed) s.offerFromHub(t.id, entry, sig, listedBefore ? before : undefined, t.key);
+        else s.offerFromHub(t.id, undefined, undefined, listedBefore ? before : undefined, gone ?? t.key);
+      }
+      for (const s of t.singles) s.offerFromHub(t.id, entry, sig, before, t.key);
     }
     if (!keep && t.singles.size === 0 && (this.allSubs.size === 0 || !listed)) this.untrack(t);
   }
 
-  private watchDir(t: Tracked, dir: string): void {
-    let ino: number;
-    try {
-      ino = fs.statSync(dir).ino;
-    } catch {
-      this.unwatchDir(t);
+  /**
+   * Decides how a container's status changes are learnt after it was loaded:
+   * through its `cgroup.events` when it has one (set up here), else by the poll;
+   * a stopped one needs neither.
+   */
+  private follow(t: Tracked): void {
+    const status = t.entry?.state?.status;
+    const probe = t.probe;
+    if (probe === undefined || status === undefined || status === "stopped") {
+      this.unwatchEvents(t);
+      this.setPolled(t, false);
+      t.follow = "none";
       return;
+    }
+    const file = probe.cgroupEvents;
+    if (file !== t.eventsFile) {
+      this.unwatchEvents(t);
+      if (file !== undefined) this.watchEvents(t, file);
+    }
+    t.follow = t.eventsWatcher !== undefined ? "events" : "poll";
+    const freezerPolled = t.follow === "events" && !probe.freezerNotifies && probe.freezerDir !== undefined;
+    // The freezer dir is checked to lie on cgroupfs once; the poll then reads it without a statfs each time.
+    if (freezerPolled && t.freezerChecked !== probe.freezerDir) t.freezerChecked = onCgroupFsDir(probe.freezerDir as string) ? probe.freezerDir : undefined;
+    this.setPolled(t, t.follow === "poll" || freezerPolled);
+  }
+
+  /**
+   * Watches a live container's `cgroup.events` (inotify `IN_MODIFY` on every
+   * change of `populated` or `frozen`). Only a file on cgroup2 is watched, and
+   * only while it says `populated 1` (else the init is not where state.json
+   * says: the poll follows it).
+   */
+  private watchEvents(t: Tracked, file: string): void {
+    let content: string | undefined;
+    try {
+      if (fs.statfsSync(path.dirname(file)).type !== CGROUP2_SUPER_MAGIC) return;
+      const w = fs.watch(file, () => {
+        this.stats.cgroupEvents++;
+        this.markDirty(t.id);
+      });
+      w.on("error", () => {
+        w.close();
+        if (t.eventsWatcher === w) {
+          t.eventsWatcher = undefined;
+          t.eventsFile = undefined;
+        }
+        this.markDirty(t.id);
+      });
+      t.eventsWatcher = w;
+      t.eventsFile = file;
+      // Read after the watch is in place: a death between the load and now is then never missed.
+      content = readCgroupFile(file, 256);
+    } catch (e) {
+      if (!isErrno(e, "ENOENT", "ENOTDIR") && !(e instanceof RuntimeError)) {
+        this.warn(`events-watch:${describeError(e)}`, "cannot watch a container's cgroup.events; polling its status instead", e);
+      }
+    }
+    if (t.eventsWatcher !== undefined && (content === undefined || !/^populated 1$/m.test(content))) this.unwatchEvents(t);
+  }
+
+  private unwatchEvents(t: Tracked): void {
+    t.eventsWatcher?.close();
+    t.eventsWatcher = undefined;
+    t.eventsFile = undefined;
+  }
+
+  private setPolled(t: Tracked, on: boolean): void {
+    if (t.polled === on) return;
+    t.polled = on;
+    if (on) {
+      this.polled.add(t);
+      if (this.pollTimer === undefined && this.pollPass === undefined && this.running) {
+        this.pollTimer = setTimeout(() => this.poll(), this.pollMs);
+      }
+    } else {
+      this.polled.delete(t);
+    }
+  }
+
+  private watchDir(t: Tracked, dir: string, knownIno: number | undefined): void {
+    let ino: number;
+    if (knownIno !== undefined) ino = knownIno;
+    else {
+      try {
+        ino = fs.statSync(dir).ino;
+      } catch {
+        this.unwatchDir(t);
+        return;
+      }
     }
     if (t.dirWatcher !== undefined && t.dirIno === ino) return;
     this.unwatchDir(t);
@@ -542,26 +868,56 @@ export class WatchHub {
     t.dirIno = -1;
   }
 
-  /** Re-derives the status of every loaded container; re-loads those that changed. */
+  /** Starts a pass of the poll over the containers that have no notification (see {@link pollSlice}). */
   private poll(): void {
     this.pollTimer = undefined;
-    if (!this.running) return;
+    if (!this.running || this.polled.size === 0) return;
+    this.pollPass = { items: [...this.polled], at: 0, busyMs: 0 };
+    this.pollSlice();
+  }
+
+  /**
+   * One slice of a poll pass: re-derives what has no notification (see
+   * {@link checkPolled}) for at most {@link SLICE_BUDGET_MS}, then yields; the
+   * next pass begins `max(pollMs, BACKOFF_FACTOR × work)` after this one ends.
+   */
+  private pollSlice(): void {
+    this.pollSliceHandle = undefined;
+    const pass = this.pollPass;
+    if (!this.running || pass === undefined) return;
     const t0 = performance.now();
+    const until = t0 + this.sliceMs;
+    let status = 0;
+    let freezer = 0;
     try {
       withoutStackTraces(() => {
-        for (const t of this.tracked.values()) {
-          // A dead init never comes back (pid + start time): a stopped container changes only
-          // through its files (notifications) or, rarely, a freezer set by hand (the rescan).
-          if (t.entry?.state?.status !== "stopped") this.checkStatus(t);
+        while (pass.at < pass.items.length) {
+          const t = pass.items[pass.at++] as Tracked;
+          if (!t.polled) continue; // untracked or followed otherwise since the pass began
+          if (t.follow === "poll") {
+            status++;
+            this.checkStatus(t);
+          } else {
+            freezer++;
+            this.checkFreezer(t);
+          }
+          if (performance.now() >= until) break;
         }
       });
     } catch (e) {
       this.onLoopError(e);
     }
-    this.flush();
+    this.stats.statusPolls += status;
+    this.stats.freezerPolls += freezer;
+    pass.busyMs += this.sliceEnded(t0, "poll");
+    this.scheduleFlush();
     if (!this.running) return;
-    const elapsed = performance.now() - t0;
-    this.pollTimer = setTimeout(() => this.poll(), Math.max(this.pollMs, BACKOFF_FACTOR * elapsed));
+    if (pass.at < pass.items.length) {
+      this.pollSliceHandle = setImmediate(() => this.pollSlice());
+      return;
+    }
+    this.pollPass = undefined;
+    if (this.polled.size > 0) this.pollTimer = setTimeout(() => this.poll(), Math.max(this.pollMs, BACKOFF_FACTOR * pass.busyMs));
   }
 
   /** Marks `t` dirty when its status, re-derived from its loaded record, is not the one reported. */
@@ -577,8 +933,22 @@ export class WatchHub {
     if (status !== t.entry.state.status) this.dirty.add(t.id);
   }
 
+  /** Marks `t` dirty when its freezer no longer agrees with the status reported (pause and resume on a v1 host). */
+  private checkFreezer(t: Tracked): void {
+    const reported = t.entry?.state?.status;
+    if (t.probe === undefined || reported === undefined) return;
+    let forced: string | undefined;
+    try {
+      forced = frozenStatus(t.freezerChecked !== undefined && t.freezerChecked === t.probe.freezerDir ? t.probe.freezer(readInCheckedDir) : t.probe.freezer());
+    } catch {
+      this.dirty.add(t.id);
+      return;
+    }
+    if (forced !== undefined ? forced !== reported : reported === "paused" || reported === "pausing") this.dirty.add(t.id);
+  }
+
   private scheduleRescan(delayMs: number): void {
-    if (!this.running) return;
+    if (!this.running || this.rescanPass !== undefined) return;
     if (this.rescanTimer !== undefined) clearTimeout(this.rescanTimer);
     this.rescanTimer = setTimeout(() => this.rescan(), delayMs);
   }
@@ -586,24 +956,84 @@ export class WatchHub {
   /**
    * Re-reads the root: new directories are tracked, and every tracked
    * container whose state dir or state.json changed since it was loaded (or
-   * that is gone) is loaded again.
+   * that is gone) is loaded again. The root is read through `opendir`, a few
+   * entries at a time, in the slices of {@link rescanSlice}.
    */
   private rescan(): void {
     this.rescanTimer = undefined;
     if (!this.running) return;
     const t0 = performance.now();
+    let dir: fs.Dir | undefined;
     try {
       this.users.refresh();
       this.watchRoot();
       if (this.allSubs.size > 0) {
-        for (const name of containerDirNames(this.root)) {
-          if (!this.tracked.has(name)) this.dirty.add(this.track(name).id);
+        try {
+          dir = fs.opendirSync(this.root.path, { bufferSize: 32 });
+        } catch (e) {
+          checkStateRoot(this.root.path);
+          throw e;
         }
       } else {
         checkStateRoot(this.root.path);
       }
+    } catch (e) {
+      this.onLoopError(e);
+    }
+    if (!this.running) {
+      dir?.closeSync();
+      return;
+    }
+    this.rescanPass = { dir, items: dir === undefined ? [...this.tracked.values()] : [], at: 0, busyMs: this.sliceEnded(t0, "rescan") };
+    this.rescanSliceHandle = setImmediate(() => this.rescanSlice());
+  }
+
+  /** Reads root entries until `until`; new real directories are tracked and marked dirty. @returns whether the root was read to its end */
+  private readRoot(pass: RescanPass, until: number): boolean {
+    const dir = pass.dir as fs.Dir;
+    try {
+      for (;;) {
+        const e = dir.readSync();
+        if (e === null) break;
+        if (e.isDirectory() && !this.tracked.has(e.name)) this.dirty.add(this.track(e.name).id);
+        if (performance.now() >= until) return false;
+      }
+    } catch (e) {
+      try {
+        checkStateRoot(this.root.path);
+        this.warn(`rescan:${describeError(e)}`, "cannot read the state root during a rescan", e);
+      } catch (e2) {
+        this.onLoopError(e2);
+      }
+    }
+    try {
+      dir.closeSync();
+    } catch {
+      // already closed
+    }
+    pass.dir = undefined;
+    pass.items = [...this.tracked.values()];
+    return true;
+  }
+
+  /**
+   * One slice of a rescan: for at most {@link SLICE_BUDGET_MS}, compares each
+   * container's files with what was loaded, and re-derives the status of those
+   * that are followed through `cgroup.events` (a dropped notification is then
+   * noticed within a rescan) or stopped (a freezer set by hand).
+   */
+  private rescanSlice(): void {
+    this.rescanSliceHandle = undefined;
+    const pass = this.rescanPass;
+    if (!this.running || pass === undefined) return;
+    const t0 = performance.now();
+    const until = t0 + this.sliceMs;
+    try {
       withoutStackTraces(() => {
-        for (const t of this.tracked.values()) {
+        if (pass.dir !== undefined && !this.readRoot(pass, until)) return;
+        while (pass.at < pass.items.length) {
+          const t = pass.items[pass.at++] as Tracked;
+          if (this.tracked.get(t.id) !== t) continue;
           let key: string;
           try {
             key = fileKey(path.join(this.root.path, t.id));
@@ -611,15 +1041,21 @@ export class WatchHub {
             key = "?";
           }
           if (key !== t.fileKey) this.dirty.add(t.id);
-          else if (t.entry?.state?.status === "stopped") this.checkStatus(t);
+          else if (t.follow === "events" || t.entry?.state?.status === "stopped") this.checkStatus(t);
+          if (performance.now() >= until) break;
         }
       });
     } catch (e) {
       this.onLoopError(e);
     }
-    this.flush();
+    pass.busyMs += this.sliceEnded(t0, "rescan");
+    this.scheduleFlush();
     if (!this.running) return;
-    const elapsed = performance.now() - t0;
-    this.rescanTimer = setTimeout(() => this.rescan(), Math.max(this.rescanMs, BACKOFF_FACTOR * elapsed));
+    if (pass.dir !== undefined || pass.at < pass.items.length) {
+      this.rescanSliceHandle = setImmediate(() => this.rescanSlice());
+      return;
+    }
+    this.rescanPass = undefined;
+    this.rescanTimer = setTimeout(() => this.rescan(), Math.max(this.rescanMs, BACKOFF_FACTOR * pass.busyMs));
   }
 }

@@ -6,6 +6,7 @@ import { formatMetricsAddress, type MetricsAddress } from "../config.js";
 import type { StateRoot } from "../runtime/container.js";
 import { RuntimeError, describeError } from "../runtime/errors.js";
 import { containerDirNames, loadEntryFast } from "../runtime/list.js";
+import type { WatchHubCounters } from "../runtime/watch.js";
 import { ERROR_TABLE } from "./errors.js";
 import { SocketAddressError, listenUnix, prepareSocketPath, secureSocket } from "./socket.js";
 import type { CallObserver } from "./unary.js";
@@ -135,6 +136,44 @@ export class ShimMetrics implements CallObserver {
       closed = true;
       this.streams.dec({ rpc });
     };
+  }
+
+  /**
+   * Reports how the watch hub follows containers, read from `counters()` at
+   * scrape time: `runcshim_watch_status_polls_total` (status derivations by
+   * the poll: freezer, `/proc/PID/stat`, exec fifo — only containers without a
+   * `cgroup.events` to watch), `runcshim_watch_freezer_polls_total` (freezer
+   * reads of containers followed through `cgroup.events` on v1 and hybrid
+   * hosts), `runcshim_watch_cgroup_events_total` (notifications from
+   * `cgroup.events`) and `runcshim_watch_containers_followed{how}`.
+   */
+  observeWatchHub(counters: () => WatchHubCounters): void {
+    const registers = [this.registry];
+    const counter = (name: string, help: string, pick: (c: WatchHubCounters) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(pick(counters()));
+        },
+      });
+    };
+    counter("runcshim_watch_status_polls_total", "Status derivations by Watch's poll (freezer, /proc/PID/stat, exec fifo): live watched containers that have no cgroup.events to watch", (c) => c.statusPolls);
+    counter("runcshim_watch_freezer_polls_total", "Freezer reads by Watch's poll of containers followed through cgroup.events on a cgroup v1 (hybrid) host, where the freezer does not notify", (c) => c.freezerPolls);
+    counter("runcshim_watch_cgroup_events_total", "Notifications (inotify) from the cgroup.events files Watch follows", (c) => c.cgroupEvents);
+    new Gauge({
+      name: "runcshim_watch_containers_followed",
+      help: "Live watched containers by how their status changes are seen: cgroup-events (inotify on the unified cgroup.events) or poll",
+      labelNames: ["how"],
+      registers,
+      collect() {
+        const c = counters();
+        this.set({ how: "cgroup-events" }, c.eventsFollowed);
+        this.set({ how: "poll" }, c.statusPolled);
+      },
+    });
   }
 
   /** A Watch message of `kind` was handed to gRPC. */

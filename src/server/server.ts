@@ -2,14 +2,13 @@ import fs from "node:fs";
 import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { ShimServiceService } from "../../gen/ts/runcshim/v1/shim.js";
 import { StateRoot, checkStateRoot } from "../runtime/container.js";
 import { describeError } from "../runtime/errors.js";
 import { WatchHub } from "../runtime/watch.js";
 import { ConnectionGate, DEFAULT_PREFACE_TIMEOUT_MS, defaultMaxConnections } from "./connections.js";
 import { ShimHealth } from "./health.js";
 import { addReflection } from "./reflection.js";
-import { createShimService } from "./service.js";
+import { createShimService, shimServiceDefinition } from "./service.js";
 import { SocketAddressError, listenUnix, prepareSocketPath, secureSocket } from "./socket.js";
 import { CallTracker, safeDeserializers } from "./unary.js";
 import type { MetricsListener, ShimMetrics } from "./metrics.js";
@@ -115,6 +114,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`),
     onMerged: metrics === undefined ? undefined : () => metrics.watchEventMerged(),
   });
+  metrics?.observeWatchHub(() => watchHub.counters);
   const health = new ShimHealth(() => {
     try {
       checkStateRoot(config.root);
@@ -139,7 +139,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
           ? "closed a connection that sent no HTTP/2 preface in time (--preface-timeout)"
           : "closed a connection that did not speak HTTP/2"),
   });
-  server.addService(safeDeserializers(ShimServiceService), createShimService({
+  server.addService(safeDeserializers(shimServiceDefinition()), createShimService({
     root, log, tracker, watchHub, gate, limits, metrics,
     startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc,
   }));

@@ -1,4 +1,4 @@
-import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { UntypedServiceImplementation, handleServerStreamingCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import {
   ContainerStatus as WireStatus,
@@ -23,7 +23,8 @@ import {
   type StateRequest,
   type StateResponse,
   type WatchRequest,
-  type WatchResponse,
+  WatchResponse,
+  ShimServiceService,
 } from "../../gen/ts/runcshim/v1/shim.js";
 import type { ContainerState, StateRoot } from "../runtime/container.js";
 import { RuntimeError, describeError } from "../runtime/errors.js";
@@ -129,6 +130,54 @@ export function toWatchResponse(ev: WatchEvent, log: Logger): WatchResponse {
   return { kind, container: toWireEntry(ev.entry, log) };
 }
 
+/**
+ * The `runcshim.v1.ShimService` definition the server registers: the
+ * generated one, except that Watch's response serializer passes bytes through
+ * as they are, so that the Watch handler can write messages it has already
+ * encoded (each change is encoded once, for every watcher; see
+ * {@link WatchEncoder}). Clients use the generated definition unchanged.
+ */
+export function shimServiceDefinition(): typeof ShimServiceService {
+  const encode = ShimServiceService.watch.responseSerialize;
+  return {
+    ...ShimServiceService,
+    watch: {
+      ...ShimServiceService.watch,
+      responseSerialize: (value: WatchResponse | Uint8Array): Buffer =>
+        value instanceof Uint8Array ? (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)) : encode(value),
+    },
+  };
+}
+
+/**
+ * Encodes Watch events, once per state reported and kind: the bytes are kept
+ * with the event's {@link WatchEvent.key} (the same object in every watcher's
+ * event for one state of one container), so every watcher that is sent that
+ * message gets the same bytes, encoded once. They live as long as the hub or a
+ * subscription holds the key.
+ */
+export class WatchEncoder {
+  private readonly cache = new WeakMap<object, Array<Buffer | undefined>>();
+
+  /** @param onEncode told of each encoding actually done (tests count them) */
+  constructor(private readonly onEncode?: (ev: WatchEvent) => void) {}
+
+  /** The encoded `WatchResponse` of `ev` (`log` gets a bug's details, the first time). */
+  encode(ev: WatchEvent, log: Logger): Buffer {
+    let byKind = this.cache.get(ev.key);
+    if (byKind === undefined) this.cache.set(ev.key, (byKind = []));
+    const k = WIRE_EVENT_KIND[ev.kind];
+    let bytes = byKind[k];
+    if (bytes === undefined) {
+      const u8 = WatchResponse.encode(toWatchResponse(ev, log)).finish();
+      bytes = Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+      byKind[k] = bytes;
+      this.onEncode?.(ev);
+    }
+    return bytes;
+  }
+}
+
 /** Options of {@link createShimService}. */
 export interface ShimServiceOptions {
   /** The state root served. */
@@ -151,6 +200,8 @@ export interface ShimServiceOptions {
   limits?: Pick<ServerLimits, "maxWatches" | "maxWatchesPerConnection">;
   /** Metrics told of every call, handshake, runc run and Watch message; none when absent. */
   metrics?: ShimMetrics;
+  /** Told of each Watch message encoded (once per state and kind, whatever the number of watchers); for tests. */
+  onWatchEncode?: (ev: WatchEvent) => void;
 }
 
 /**
@@ -198,7 +249,10 @@ function reporters(ctx: CallContext): Pick<OpContext, "warn" | "debug"> {
   };
 }
 
-/** The `runcshim.v1.ShimService` implementation over one {@link StateRoot}. */
+/**
+ * The `runcshim.v1.ShimService` implementation over one {@link StateRoot}.
+ * Register it with {@link shimServiceDefinition} (Watch writes pre-encoded messages).
+ */
 export function createShimService(opts: ShimServiceOptions): ShimServiceServer & UntypedServiceImplementation {
   const { root, log, tracker } = opts;
   const createTimeoutMs = opts.createTimeoutMs ?? 60_000;
@@ -206,6 +260,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
   const metrics = opts.metrics;
   const observer = metrics;
   const watches = new WatchLimits(opts.limits?.maxWatches ?? Infinity, opts.limits?.maxWatchesPerConnection ?? Infinity);
+  const encoder = new WatchEncoder(opts.onWatchEncode);
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
@@ -270,9 +325,10 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
       { connections, observer, rpc: "List", log, tracker, containerIdOf: () => "" },
       async (_req, ctx) => ({ containers: (await listContainersYielding(root)).map((e) => toWireEntry(boundListEntry(e), ctx.log)) }),
     ),
-    watch: serverStream<WatchRequest, WatchResponse>(
+    // Messages go out as bytes encoded once per change (shimServiceDefinition passes them through).
+    watch: serverStream<WatchRequest, Buffer>(
       { connections, observer, rpc: "Watch", log, containerIdOf: (r) => r.id },
-      (req, ctx): MessageSource<WatchResponse> => {
+      (req, ctx): MessageSource<Buffer> => {
         const release = watches.acquire(ctx.peer);
         let sub: ReturnType<WatchHub["subscribe"]>;
         try {
@@ -286,7 +342,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
             const ev = sub.take();
             if (ev === undefined) return undefined;
             metrics?.watchEventSent(ev.kind);
-            return toWatchResponse(ev, ctx.log);
+            return encoder.encode(ev, ctx.log);
           },
           get done() {
             return sub.done;
@@ -298,6 +354,6 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
           },
         };
       },
-    ),
+    ) as unknown as handleServerStreamingCall<WatchRequest, WatchResponse>,
   };
 }

@@ -53,6 +53,23 @@ const ROWS = [
   "server RSS at 10,000 containers",
 ];
 
+/** Section 5 (Watch on a large root), with how many figures each row has (shim and floor, or shim alone). */
+const WATCH_ROWS: Array<[string, number]> = [
+  ["State p50, no watch", 2],
+  ["State p99, no watch", 2],
+  ["State p50, a watch-all open", 2],
+  ["State p99, a watch-all open", 2],
+  ["event-loop delay p99, watch open", 1],
+  ["server CPU, watch open, idle", 1],
+  ["first watch-all synced", 1],
+  ["runc kill seen by the watch, max", 1],
+  ["200 watch-alls synced (last)", 1],
+  ["server RSS before the 200", 1],
+  ["server RSS, 200 open (peak)", 1],
+  ["server RSS after they ended", 1],
+];
+const WATCH_FIGURES = new Map(WATCH_ROWS);
+
 interface BenchJson {
   meta: { mode: string; serverLogLevel: string; tempDir: string };
   rows: Array<{ label: string; unit: string; shim: number | null; runc: number | null; floor: number | null }>;
@@ -81,31 +98,31 @@ describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rs-bench-test-"));
     const out = path.join(dir, "bench.json");
     try {
-      const r = await run(["--quick", "--out", out], 85_000);
+      const r = await run(["--quick", "--out", out], 150_000);
       expect(r.code, r.stderr).toBe(0);
-      for (const label of ROWS) expect(r.stdout).toContain(label);
-      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(13);
+      for (const label of [...ROWS, ...WATCH_FIGURES.keys()]) expect(r.stdout).toContain(label);
+      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(19);
 
       const json = JSON.parse(fs.readFileSync(out, "utf8")) as BenchJson;
       expect(json.meta).toMatchObject({ mode: "quick", serverLogLevel: "warn" });
-      expect(json.rows.map((row) => row.label)).toEqual(ROWS);
+      expect(json.rows.map((row) => row.label)).toEqual([...ROWS, ...WATCH_FIGURES.keys()]);
       for (const row of json.rows) {
         const figures = [row.shim, row.runc, row.floor].filter((v): v is number => v !== null);
         const single = row.label.startsWith("floor") || row.label.startsWith("server RSS") || row.label.startsWith("direct handshake");
         const noRunc = row.label.includes("back-to-back") && !single;
         const noFloor = row.label.startsWith("List"); // List vs `runc list`: no floor call compares
-        expect(figures, row.label).toHaveLength(single ? 1 : noRunc || noFloor ? 2 : 3);
+        expect(figures, row.label).toHaveLength(WATCH_FIGURES.get(row.label) ?? (single ? 1 : noRunc || noFloor ? 2 : 3));
         for (const v of figures) {
           expect(Number.isFinite(v), row.label).toBe(true);
           expect(v, row.label).toBeGreaterThan(0);
         }
       }
-      expect(json.targets).toHaveLength(13);
+      expect(json.targets).toHaveLength(19);
       for (const t of json.targets) expect(typeof t.pass).toBe("boolean");
       // Everything it made is gone: the temporary dir held every state root.
       expect(fs.existsSync(json.meta.tempDir)).toBe(false);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
-  }, 100_000);
+  }, 170_000);
 });

@@ -223,7 +223,7 @@ describe.skipIf(skipRunc())("List and Watch against real runc", () => {
     const fdsBefore = fs.readdirSync(`/proc/${pid}/fd`).length;
     expect(inotifyWatches(pid)).toBe(0);
     const during = await openAndCancel(6);
-    expect(during).toBe(2); // the root and the one container dir, shared by six watches
+    expect(during).toBe(3); // the root, the one container dir and its cgroup's cgroup.events, shared by six watches
     await new Promise((r) => setTimeout(r, 200));
     expect(inotifyWatches(pid)).toBe(0);
     expect(fs.readdirSync(`/proc/${pid}/fd`).length).toBe(fdsBefore);

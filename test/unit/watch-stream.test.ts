@@ -8,11 +8,12 @@ import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ShimServiceService } from "../../gen/ts/runcshim/v1/shim.js";
+import { WatchResponse } from "../../gen/ts/runcshim/v1/shim.js";
 import { createShimClient, ShimError, WatchQueue, type ShimClient, type WatchEventView } from "../../src/client/client.js";
 import { StateRoot } from "../../src/runtime/container.js";
 import { WatchHub } from "../../src/runtime/watch.js";
-import { createShimService } from "../../src/server/service.js";
+import { createShimService, shimServiceDefinition } from "../../src/server/service.js";
+import type { WatchEvent } from "../../src/runtime/watch.js";
 import { spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
 
 describe("Watch over gRPC (in process)", () => {
@@ -21,6 +22,8 @@ describe("Watch over gRPC (in process)", () => {
   let server: grpc.Server;
   let hub: WatchHub;
   let shim: ShimClient;
+  let socket: string;
+  const encoded: WatchEvent[] = [];
 
   beforeAll(async () => {
     fake = tempRoot();
@@ -29,8 +32,11 @@ describe("Watch over gRPC (in process)", () => {
     const root = new StateRoot(fake.root, "v1");
     hub = new WatchHub(root, { rescanMs: 50 });
     server = new grpc.Server();
-    server.addService(ShimServiceService, createShimService({ root, log: pino({ level: "silent" }), startTimeoutMs: 1000, watchHub: hub }));
-    const socket = path.join(fake.dir, "s.sock");
+    server.addService(
+      shimServiceDefinition(),
+      createShimService({ root, log: pino({ level: "silent" }), startTimeoutMs: 1000, watchHub: hub, onWatchEncode: (ev) => encoded.push(ev) }),
+    );
+    socket = path.join(fake.dir, "s.sock");
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
     );
@@ -62,6 +68,54 @@ describe("Watch over gRPC (in process)", () => {
     const t0 = Date.now();
     while (hub.subscribers > 0 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 5));
     expect(hub.subscribers).toBe(0);
+  });
+
+  it("encodes each change once and writes the same bytes to every watcher", async () => {
+    /** A Watch stream read as raw bytes (no decoding on the client). */
+    const rawWatch = (client: grpc.Client, id: string) => {
+      const got: Buffer[] = [];
+      const call = client.makeServerStreamRequest(
+        "/runcshim.v1.ShimService/Watch",
+        (r: { id: string }) => Buffer.from([0x0a, r.id.length, ...Buffer.from(r.id)]),
+        (b: Buffer) => b,
+        { id },
+      );
+      call.on("data", (b: Buffer) => got.push(b));
+      call.on("error", () => {});
+      return { got, call };
+    };
+    const until = async (pred: () => boolean) => {
+      const t0 = Date.now();
+      while (!pred()) {
+        if (Date.now() - t0 > 3000) throw new Error("timed out");
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    writeFakeContainer(fake.root, "enc", init);
+    const clients = [0, 1].map(() => new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure()));
+    try {
+      const watchers = [rawWatch(clients[0]!, ""), rawWatch(clients[1]!, ""), rawWatch(clients[0]!, "enc")];
+      const isSynced = (b: Buffer) => WatchResponse.decode(b).kind === 2;
+      await until(() => watchers.every((w) => w.got.some(isSynced)));
+      encoded.length = 0;
+      const seen = watchers.map((w) => w.got.length);
+      fs.rmSync(path.join(fake.root, "enc", "exec.fifo")); // a start: one change
+      await until(() => watchers.every((w, i) => w.got.length > (seen[i] ?? 0)));
+      const changes = watchers.map((w, i) => w.got.slice(seen[i]));
+      expect(changes.map((c) => c.length)).toEqual([1, 1, 1]);
+      expect(WatchResponse.decode(changes[0]![0]!)).toMatchObject({ kind: 4, container: { id: "enc", result: { $case: "state", value: { status: 2 } } } });
+      // Byte for byte the same message to the three watchers (two of all containers, one of "enc"), encoded once.
+      expect(changes[1]![0]!.equals(changes[0]![0]!)).toBe(true);
+      expect(changes[2]![0]!.equals(changes[0]![0]!)).toBe(true);
+      expect(encoded.map((e) => [e.kind, e.id])).toEqual([["changed", "enc"]]);
+      // The initial messages of the two watch-alls were the same bytes too.
+      const initial = watchers.slice(0, 2).map((w) => w.got.slice(0, w.got.findIndex(isSynced) + 1).map((b) => b.toString("hex")));
+      expect(initial[1]).toEqual(initial[0]);
+      for (const w of watchers) w.call.cancel();
+    } finally {
+      for (const c of clients) c.close();
+      fs.rmSync(path.join(fake.root, "enc"), { recursive: true, force: true });
+    }
   });
 
   it("a consumer that is slow while its process keeps reading the socket gets the latest state of each container", async () => {

@@ -1,0 +1,126 @@
+/**
+ * Issue 11: Watch sees a container's death through its unified cgroup's
+ * `cgroup.events` (inotify), not by polling `/proc`, and pause/resume on a v1
+ * (hybrid) host through the budgeted freezer poll. Real runc, a real server
+ * process, its metrics scraped to count what the poll did.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createShimClient, type ShimClient, type WatchEventView } from "../../src/client/client.js";
+import { detectCgroupMode } from "../../src/runtime/freezer.js";
+import { scrape, type Metrics } from "../helpers/metrics.js";
+import { RuncFixture, procState, skipRunc, uniqueId } from "../helpers/runc.js";
+import { startServer, tempSocketPath, type ServerProcess } from "../helpers/server.js";
+
+interface Received extends WatchEventView {
+  at: number;
+}
+
+function collect(events: AsyncIterable<WatchEventView>) {
+  const got: Received[] = [];
+  const done = (async () => {
+    try {
+      for await (const ev of events) got.push({ ...ev, at: performance.now() });
+    } catch {
+      // cancelled
+    }
+  })();
+  return {
+    got,
+    done,
+    async until(pred: (evs: Received[]) => boolean, ms = 5000): Promise<void> {
+      const t0 = Date.now();
+      while (!pred(got)) {
+        if (Date.now() - t0 > ms) throw new Error(`timed out; got ${JSON.stringify(got.map((e) => [e.kind, e.id, e.state?.status]))}`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    },
+  };
+}
+
+describe.skipIf(skipRunc())("Watch follows containers through cgroup.events", () => {
+  let fx: RuncFixture;
+  let server: ServerProcess;
+  let shim: ShimClient;
+  let metricsSock: string;
+  const mode = detectCgroupMode();
+  const metrics = (): Promise<Metrics> => scrape({ socketPath: metricsSock });
+  const counter = (m: Metrics, name: string): number => m.value(name) ?? Number.NaN;
+
+  beforeAll(async () => {
+    fx = new RuncFixture("runc-shim-wcg-");
+    metricsSock = path.join(path.dirname(tempSocketPath()), "m.sock");
+    server = await startServer(fx.root, ["--metrics-address", metricsSock]);
+    shim = createShimClient(server.socket);
+  });
+  afterAll(async () => {
+    shim?.close();
+    await server?.stop();
+    fx?.cleanup();
+  });
+
+  it("reports a runc kill -9 from the cgroup's populated 0, without polling /proc for it", async () => {
+    const id = fx.create(uniqueId("rs-wcg"));
+    fx.runc("start", id);
+    const state = JSON.parse(fs.readFileSync(path.join(fx.root, id, "state.json"), "utf8")) as { cgroup_paths: Record<string, string>; init_process_pid: number };
+    expect(state.cgroup_paths[""]).toMatch(/^\/sys\/fs\/cgroup\//); // the unified dir (cgroup v2, or hybrid)
+    const ac = new AbortController();
+    const all = collect(shim.watch("", { signal: ac.signal }));
+    const one = collect(shim.watch(id, { signal: ac.signal }));
+    await all.until((e) => e.some((x) => x.kind === "synced"));
+    await one.until((e) => e.some((x) => x.kind === "synced"));
+    await new Promise((r) => setTimeout(r, 150)); // a few poll intervals
+    const before = await metrics();
+    expect(before.value("runcshim_watch_containers_followed", { how: "cgroup-events" })).toBe(1);
+    expect(before.value("runcshim_watch_containers_followed", { how: "poll" })).toBe(0);
+    expect(counter(before, "runcshim_watch_status_polls_total")).toBe(0);
+
+    fx.runc("kill", id, "KILL");
+    const t = performance.now();
+    const stopped = (e: Received) => e.id === id && e.kind === "changed" && e.state?.status === "stopped";
+    await Promise.all([all, one].map((c) => c.until((evs) => evs.some(stopped), 2000)));
+    const latency = Math.max(...[all, one].map((c) => (c.got.find(stopped) as Received).at - t));
+    const initState = procState(state.init_process_pid);
+    console.log(`runc kill -9 seen ${latency.toFixed(1)} ms after runc returned; the init is ${initState === "Z" ? "a zombie (nobody reaped it)" : initState === undefined ? "reaped" : `in state ${initState}`}`);
+    const after = await metrics();
+    // Seen through the notification: the poll never derived this container's status.
+    expect(counter(after, "runcshim_watch_status_polls_total")).toBe(0);
+    expect(counter(after, "runcshim_watch_cgroup_events_total")).toBeGreaterThanOrEqual(1);
+    expect(latency).toBeLessThan(100);
+    expect(after.value("runcshim_watch_containers_followed", { how: "cgroup-events" })).toBe(0); // stopped: nothing to follow
+    ac.abort();
+    await Promise.all([all.done, one.done]);
+    fx.runc("delete", id);
+    fx.forget(id);
+  });
+
+  it("reports runc pause and resume: the freezer poll on a v1 host, cgroup.events on v2", async () => {
+    const id = fx.create(uniqueId("rs-wcg"));
+    fx.runc("start", id);
+    const ac = new AbortController();
+    const one = collect(shim.watch(id, { signal: ac.signal }));
+    await one.until((e) => e.some((x) => x.kind === "synced"));
+    const before = await metrics();
+    const latencies: number[] = [];
+    for (const [verb, status] of [["pause", "paused"], ["resume", "running"]] as const) {
+      const seen = one.got.length;
+      fx.runc(verb, id);
+      const t = performance.now();
+      const match = (e: Received) => e.kind === "changed" && e.state?.status === status;
+      await one.until((evs) => evs.slice(seen).some(match), 2000);
+      latencies.push((one.got.slice(seen).find(match) as Received).at - t);
+    }
+    const after = await metrics();
+    console.log(`cgroup ${mode}: pause seen after ${latencies[0]?.toFixed(1)} ms, resume after ${latencies[1]?.toFixed(1)} ms`);
+    for (const ms of latencies) expect(ms).toBeLessThan(100);
+    expect(counter(after, "runcshim_watch_status_polls_total")).toBe(0);
+    const freezerPolls = counter(after, "runcshim_watch_freezer_polls_total") - counter(before, "runcshim_watch_freezer_polls_total");
+    if (mode === "v1") expect(freezerPolls).toBeGreaterThan(0);
+    else expect(freezerPolls).toBe(0);
+    ac.abort();
+    await one.done;
+    fx.runc("delete", "-f", id);
+    fx.forget(id);
+  });
+});
