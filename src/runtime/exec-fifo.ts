@@ -143,6 +143,32 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     const what = ident.isDirectory() ? "is a directory" : ident.isFile() ? "is a regular file, not a FIFO" : "is not a FIFO";
     return Promise.reject(new RuntimeError("SystemError", `read ${fifoPath}: ${what}`));
   }
+  /** Is `fifoPath` still the inode we opened? */
+  const pathIsOurs = (): boolean => {
+    const st = fs.statSync(fifoPath, { throwIfNoEntry: false });
+    return st !== undefined && st.dev === ident.dev && st.ino === ident.ino;
+  };
+  /** Removes the fifo if the path is still ours: the start is committed. */
+  const removeFifo = (): void => {
+    try {
+      if (pathIsOurs()) fs.unlinkSync(fifoPath);
+    } catch (e) {
+      if (!isErrno(e, "ENOENT")) {
+        // The start happened; a leftover fifo only makes status read "created" while init lives.
+        process.emitWarning(`runc-shim: cannot remove ${fifoPath}: ${describeError(e)}`);
+      }
+    }
+  };
+
+  const early = opts.signal?.aborted ? "skipped" : yieldToInit(fd);
+  if (early === "exec") {
+    // The whole handshake happened during the yield: no event-loop wait is needed.
+    fs.closeSync(fd);
+    removeFifo();
+    opts.onCommit?.();
+    return Promise.resolve("exec");
+  }
+
   let sock: net.Socket;
   // `onread` hands each read to a callback (no stream buffering), and pause() stops reading at once rather
   // than after the stream's buffer fills. The constructor takes it (and Node documents it there);
@@ -160,12 +186,6 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     fs.closeSync(fd);
     return Promise.reject(new RuntimeError("SystemError", `exec fifo ${fifoPath}: ${describeError(e)}`, { cause: e }));
   }
-
-  /** Is `fifoPath` still the inode we opened? */
-  const pathIsOurs = (): boolean => {
-    const st = fs.statSync(fifoPath, { throwIfNoEntry: false });
-    return st !== undefined && st.dev === ident.dev && st.ino === ident.ino;
-  };
 
   return new Promise<CommitOutcome>((resolve, reject) => {
     let committed = false;
@@ -200,14 +220,7 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     const commit = (): void => {
       if (committed) return;
       committed = true;
-      try {
-        if (pathIsOurs()) fs.unlinkSync(fifoPath);
-      } catch (e) {
-        if (!isErrno(e, "ENOENT")) {
-          // The start happened; a leftover fifo only makes status read "created" while init lives.
-          process.emitWarning(`runc-shim: cannot remove ${fifoPath}: ${describeError(e)}`);
-        }
-      }
+      removeFifo();
       opts.onCommit?.();
       capTimer = setTimeout(() => finish("timeout"), opts.commitWaitMs);
     };
@@ -348,42 +361,46 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
       if (committed) finish("exec");
       else finish(new RuntimeError("SystemError", `read ${fifoPath}: ${describeError(e)}`, { cause: e }));
     });
-    /**
-     * Gives the CPU to the init process for a bounded time (see {@link YIELD_MAX_MS}) and takes
-     * its byte and end of file if they come meanwhile; whatever has not come by then is waited
-     * for on the event loop as usual. Stops at once when no writer is attached.
-     */
-    const yieldToInit = (): void => {
-      const t0 = performance.now();
-      const budget = yieldBudget(t0);
-      if (budget <= 0) return;
-      try {
-        for (;;) {
-          if (closed) return;
-          if (!committed) {
-            const now = probe();
-            if (now === "data") commit();
-            else if (now === "none") return; // no writer: the poll tells dead from already running
-          } else {
-            const r = drain();
-            if (r === "eof") {
-              finish("exec");
-              return;
-            }
-            if (readThisTick >= DRAIN_BYTES_PER_TICK) return; // a flood: the tick's budget is spent
-          }
-          if (performance.now() - t0 >= budget) return;
-          Atomics.wait(yieldSleeper, 0, 0, YIELD_SLICE_MS);
-        }
-      } finally {
-        yieldUsedMs += performance.now() - t0;
-      }
-    };
-
+    if (early === "committed") commit(); // the byte came during the yield: the fifo is removed here
     if (opts.signal?.aborted) onAbort();
-    else {
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
-      yieldToInit();
-    }
+    else opts.signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/**
+ * Gives the CPU to the init process for a bounded time (see {@link YIELD_MAX_MS}), right after
+ * the fifo was opened, reading `fd` every {@link YIELD_SLICE_MS}: `exec` when the byte and end of
+ * file both came (the whole handshake done), `committed` when only the byte came, `waiting`
+ * when a writer is attached and silent, `none` when no writer is (then the event loop's poll
+ * tells a dead init from one whose byte went to another reader), `skipped` when the budget
+ * over all Starts is spent.
+ */
+function yieldToInit(fd: number): "exec" | "committed" | "waiting" | "none" | "skipped" {
+  const t0 = performance.now();
+  const budget = yieldBudget(t0);
+  if (budget <= 0) return "skipped";
+  let gotByte = false;
+  let read = 0;
+  try {
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(fd, DRAIN_BUFFER, 0, DRAIN_BUFFER.length, null);
+      } catch (e) {
+        if (!isErrno(e, "EAGAIN")) return gotByte ? "committed" : "none";
+        n = -1; // a writer is attached and has nothing more for now
+      }
+      if (n === 0) return gotByte ? "exec" : "none";
+      if (n > 0) {
+        gotByte = true;
+        read += n;
+        if (read >= DRAIN_BYTES_PER_TICK) return "committed"; // a flood: left to the bounded drain
+        continue;
+      }
+      if (performance.now() - t0 >= budget) return gotByte ? "committed" : "waiting";
+      Atomics.wait(yieldSleeper, 0, 0, YIELD_SLICE_MS);
+    }
+  } finally {
+    yieldUsedMs += performance.now() - t0;
+  }
 }
