@@ -2153,7 +2153,10 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
   },
 };
 
-/** ShimService starts and inspects the containers of one runc state root. */
+/**
+ * ShimService creates, starts, inspects, signals, pauses, resumes and deletes
+ * the containers of one runc state root.
+ */
 export type ShimServiceService = typeof ShimServiceService;
 export const ShimServiceService = {
   /**
