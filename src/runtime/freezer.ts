@@ -45,6 +45,14 @@ export function detectCgroupMode(mountPoint = "/sys/fs/cgroup"): CgroupMode {
  * @throws {RuntimeError} `SystemError`: `open <file>: not a cgroup file`, or another I/O error
  */
 export function readCgroupFile(file: string, maxBytes = 64): string | undefined {
+  return readCgroup(file, maxBytes, true);
+}
+
+// Reads are synchronous and decoded at once: one buffer serves every small read.
+const READ_BUFFER = Buffer.allocUnsafe(4096);
+
+/** Open (non-blocking, no final symlink), optionally check the fs type of the very fd, read, close. */
+function readCgroup(file: string, maxBytes: number, checkFs: boolean): string | undefined {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
@@ -53,17 +61,19 @@ export function readCgroupFile(file: string, maxBytes = 64): string | undefined 
     throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
   }
   try {
-    // statfs of /proc/self/fd/N is fstatfs: the check applies to the very file opened.
-    let fsType: number;
-    try {
-      fsType = fs.statfsSync(`/proc/self/fd/${fd}`).type;
-    } catch (e) {
-      throw new RuntimeError("SystemError", `statfs ${file}: ${describeError(e)}`, { cause: e });
+    if (checkFs) {
+      // statfs of /proc/self/fd/N is fstatfs: the check applies to the very file opened.
+      let fsType: number;
+      try {
+        fsType = fs.statfsSync(`/proc/self/fd/${fd}`).type;
+      } catch (e) {
+        throw new RuntimeError("SystemError", `statfs ${file}: ${describeError(e)}`, { cause: e });
+      }
+      if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
+        throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
+      }
     }
-    if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
-      throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
-    }
-    const buf = Buffer.alloc(maxBytes);
+    const buf = maxBytes <= READ_BUFFER.length ? READ_BUFFER : Buffer.allocUnsafe(maxBytes);
     let n: number;
     try {
       n = fs.readSync(fd, buf, 0, maxBytes, 0);
@@ -149,9 +159,6 @@ export function containerFreezerState(cgroupPaths: Readonly<Record<string, strin
   return dir ? freezerStateV1(dir, read) : "undefined";
 }
 
-// One reusable buffer for readInCheckedDir: reads are synchronous and decoded at once.
-const CHECKED_READ_BUFFER = Buffer.allocUnsafe(4096);
-
 /**
  * Reads a file of a cgroup dir that the caller has already checked lies on a
  * cgroup filesystem ({@link onCgroupFsDir}): open (non-blocking, no final
@@ -163,22 +170,7 @@ const CHECKED_READ_BUFFER = Buffer.allocUnsafe(4096);
  * @throws {RuntimeError} `SystemError` for any other I/O error
  */
 export function readInCheckedDir(file: string, maxBytes = 64): string | undefined {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
-  } catch (e) {
-    if (isErrno(e, "ENOENT", "ENODEV", "ENOTDIR")) return undefined;
-    throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
-  }
-  try {
-    const n = fs.readSync(fd, CHECKED_READ_BUFFER, 0, Math.min(maxBytes, CHECKED_READ_BUFFER.length), 0);
-    return CHECKED_READ_BUFFER.toString("utf8", 0, n);
-  } catch (e) {
-    if (isErrno(e, "ENODEV")) return undefined;
-    throw new RuntimeError("SystemError", `read ${file}: ${describeError(e)}`, { cause: e });
-  } finally {
-    fs.closeSync(fd);
-  }
+  return readCgroup(file, maxBytes, false);
 }
 
 /** Whether `dir` lies on a cgroup filesystem (v1 or v2), by statfs. */
