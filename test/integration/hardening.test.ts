@@ -160,6 +160,35 @@ describe.skipIf(skipRunc())("hardening found by the trials", () => {
     expect(stopped.stderr).toContain("FAILED_PRECONDITION: container not running (reason CONTAINER_NOT_RUNNING)");
   });
 
+  it("Create scrubs NOTIFY_SOCKET and LISTEN_FDS from runc's environment and the container inherits only its stdio", async () => {
+    // A server started as systemd would with Type=notify and socket activation.
+    const envServer = await startServer(fx.root, [], { env: { NOTIFY_SOCKET: "/run/systemd/notify", LISTEN_FDS: "2", LISTEN_PID: "1", LISTEN_FDNAMES: "a:b" } });
+    const client = createShimClient(envServer.socket);
+    try {
+      const id = fx.track(uniqueId("rs-hard-env"));
+      const out = path.join(fx.dir, `${id}.out`);
+      const pid = await client.create(id, { bundle: fx.bundle, stdout: out });
+      // runc given NOTIFY_SOCKET makes <state dir>/notify and bind-mounts it into the container.
+      expect(fs.readdirSync(path.join(fx.root, id)).sort()).toEqual(["exec.fifo", "state.json"]);
+      await client.start(id);
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").filter(Boolean);
+      for (const name of ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]) {
+        expect(environ.some((kv) => kv.startsWith(`${name}=`)), name).toBe(false);
+      }
+      // The user process holds its three stdio fds and nothing of the shim's.
+      const fds = fs.readdirSync(`/proc/${pid}/fd`).sort();
+      expect(fds).toEqual(["0", "1", "2"]);
+      expect(fs.readlinkSync(`/proc/${pid}/fd/0`)).toBe("/dev/null");
+      expect(fs.readlinkSync(`/proc/${pid}/fd/1`)).toBe(out);
+      expect(fs.readlinkSync(`/proc/${pid}/fd/2`)).toBe("/dev/null");
+      expect(await client.delete(id, { force: true })).toBe(pid);
+      fx.forget(id);
+    } finally {
+      client.close();
+      await envServer.stop();
+    }
+  });
+
   it("with --json, usage errors are a JSON object on stderr (exit 2)", async () => {
     for (const args of [["state", "--json"], ["state", "c1", "--bogus", "--json"], ["state", "c1", "--timeout", "xyz", "--json"], ["frob", "--json"]]) {
       const r = await runMain([...args, "--address", path.join(os.tmpdir(), "rs-none.sock")]);
