@@ -189,6 +189,31 @@ describe.skipIf(skipRunc())("hardening found by the trials", () => {
     }
   });
 
+  it("a runc that hangs is killed with its process group at --create-timeout, and Create answers DEADLINE_EXCEEDED", async () => {
+    // A stand-in for runc that never returns, with a child of its own, and says who they are.
+    const pids = path.join(fx.dir, "hung-runc.pids");
+    const script = path.join(fx.dir, "hung-runc.sh");
+    fs.writeFileSync(script, `#!/bin/sh\n[ "$1" = --version ] && { echo "runc version 0-hung"; exit 0; }\nsleep 600 &\necho "$$ $!" > ${pids}\nwait\n`, { mode: 0o755 });
+    const hung = await startServer(fx.root, ["--runc", script, "--create-timeout", "700ms"]);
+    const client = createShimClient(hung.socket);
+    try {
+      const id = uniqueId("rs-hard-hung");
+      const t0 = performance.now();
+      const e = await failure(client.create(id, { bundle: fx.bundle }, { deadlineMs: 10_000 }));
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(650);
+      expect([e.codeName, e.reason]).toEqual(["DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"]);
+      expect(e.details).toBe("create timed out after 700 ms (--create-timeout); runc was killed and what it left removed");
+      const [runcPid, childPid] = fs.readFileSync(pids, "utf8").trim().split(" ").map(Number);
+      await waitFor(() => procState(runcPid!) === undefined || procState(runcPid!) === "Z", 2000, "the stand-in runc to be killed");
+      await waitFor(() => procState(childPid!) === undefined || procState(childPid!) === "Z", 2000, "its child to be killed with its group");
+      expect(fs.existsSync(path.join(fx.root, id))).toBe(false);
+      expect(hung.proc.exitCode).toBe(null);
+    } finally {
+      client.close();
+      await hung.stop();
+    }
+  });
+
   it("with --json, usage errors are a JSON object on stderr (exit 2)", async () => {
     for (const args of [["state", "--json"], ["state", "c1", "--bogus", "--json"], ["state", "c1", "--timeout", "xyz", "--json"], ["frob", "--json"]]) {
       const r = await runMain([...args, "--address", path.join(os.tmpdir(), "rs-none.sock")]);
