@@ -214,6 +214,36 @@ describe.skipIf(skipRunc())("hardening found by the trials", () => {
     }
   });
 
+  it("a forced Delete whose init cannot die answers `container init still running` after 10 s and removes nothing", { timeout: 30_000 }, async () => {
+    // runc's recipe: the init frozen through a freezer state.json does not name, so the SIGKILL stays pending.
+    const id = await makeIn(fx, shim, "running");
+    const stateFile = path.join(fx.root, id, "state.json");
+    const original = fs.readFileSync(stateFile, "utf8");
+    const state = JSON.parse(original) as { cgroup_paths: Record<string, string> };
+    const realFreezer = state.cgroup_paths.freezer!;
+    state.cgroup_paths.freezer = path.join("/sys/fs/cgroup/freezer", uniqueId("rs-hard-nofreezer"));
+    fs.writeFileSync(`${stateFile}.tmp`, JSON.stringify(state));
+    fs.renameSync(`${stateFile}.tmp`, stateFile);
+    fs.writeFileSync(path.join(realFreezer, "freezer.state"), "FROZEN");
+    try {
+      const t0 = performance.now();
+      const e = await failure(shim.delete(id, { force: true }));
+      const took = performance.now() - t0;
+      expect([e.codeName, e.details, e.reason]).toEqual(["FAILED_PRECONDITION", "container init still running", "CONTAINER_NOT_STOPPED"]);
+      expect(took).toBeGreaterThanOrEqual(10_000);
+      expect(took).toBeLessThan(12_000);
+      expect(fs.existsSync(stateFile)).toBe(true);
+      expect(fs.existsSync(realFreezer)).toBe(true);
+    } finally {
+      fs.writeFileSync(path.join(realFreezer, "freezer.state"), "THAWED"); // the pending SIGKILL lands
+      fs.writeFileSync(`${stateFile}.tmp`, original);
+      fs.renameSync(`${stateFile}.tmp`, stateFile);
+    }
+    await waitFor(() => fx.judge(id) === "stopped", 5000, "the init to die once thawed");
+    expect(await shim.delete(id)).toBeGreaterThan(0);
+    fx.forget(id);
+  });
+
   it("with --json, usage errors are a JSON object on stderr (exit 2)", async () => {
     for (const args of [["state", "--json"], ["state", "c1", "--bogus", "--json"], ["state", "c1", "--timeout", "xyz", "--json"], ["frob", "--json"]]) {
       const r = await runMain([...args, "--address", path.join(os.tmpdir(), "rs-none.sock")]);
