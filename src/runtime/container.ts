@@ -334,12 +334,6 @@ export class StateRoot {
     }
   }
 
-  /** Whether a parse of `<root>/<id>/state.json` is cached (for tests and the creation warmer). */
-  isCached(id: string): boolean {
-    const hit = this.cache.get(`${this.path === "/" ? "" : this.path}/${id}/${STATE_FILENAME}`);
-    return hit !== undefined && !(hit.record instanceof RuntimeError);
-  }
-
   /** Drops the cached parse of a container's state.json (after Delete removed it). */
   forget(c: LoadedContainer): void {
     this.cache.delete(`${c.stateDir}/${STATE_FILENAME}`);

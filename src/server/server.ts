@@ -4,7 +4,6 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { StateRoot, checkStateRoot } from "../runtime/container.js";
 import { describeError } from "../runtime/errors.js";
-import { CreationWarmer } from "../runtime/warm.js";
 import { WatchHub } from "../runtime/watch.js";
 import { ConnectionGate, DEFAULT_PREFACE_TIMEOUT_MS, defaultMaxConnections } from "./connections.js";
 import { ShimHealth } from "./health.js";
@@ -193,9 +192,6 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
 
   // Parse every state.json once in the background, so the first List of a large root is fast.
   const warmUp = new AbortController();
-  // And each container runc creates from now on, when it is created (Start then finds it parsed).
-  const warmer = new CreationWarmer(root, (message) => log.warn({}, message));
-  warmer.start();
   const warmStart = performance.now();
   void root.warmCache(warmUp.signal).then((n) =>
     log.debug({ containers: n, durationMs: Math.round(performance.now() - warmStart) }, "state.json cache warmed"),
@@ -217,7 +213,6 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
         health.shutdown();
         watchHub.close();
         warmUp.abort();
-        warmer.close();
         const timer = setTimeout(() => {
           if (finished) return;
           finished = true;
@@ -262,7 +257,6 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
       health.shutdown();
       watchHub.close();
       warmUp.abort();
-      warmer.close();
       server.forceShutdown();
       injector.destroy();
       gate.destroyAll();
