@@ -56,7 +56,7 @@ describe.skipIf(skipRunc())("hardening found by the trials", () => {
         // gone
       }
     }
-    fx?.cleanup();
+    fx?.cleanupAll(); // the containers made through the shim too
   });
 
   /** A frozen freezer cgroup of our own, so a crafted container reads `paused` whatever its pid. */
