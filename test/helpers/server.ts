@@ -25,6 +25,12 @@ export interface ServerProcess {
 
 const tempDirs = new Set<string>();
 
+/** Removes every temporary socket dir made so far (test/helpers/setup.ts runs it after each test file). */
+export function removeTempDirs(): void {
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
 /** Short socket path in a fresh temp dir (well under the 107-byte limit); the dir is removed when the test process exits. */
 export function tempSocketPath(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rss-"));
@@ -60,7 +66,14 @@ export async function startServer(
   proc.stderr?.setEncoding("utf8");
   proc.stderr?.on("data", (d: string) => (err += d));
   proc.stdout?.resume();
-  const exited = new Promise<number | string>((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  const exited = new Promise<number | string>((resolve) =>
+    proc.once("exit", (code, signal) => {
+      // The temporary socket dir made for this server goes with it (vitest's workers may end without "exit").
+      const dir = path.dirname(socket);
+      if (tempDirs.delete(dir)) fs.rmSync(dir, { recursive: true, force: true });
+      resolve(code ?? signal ?? -1);
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in 10 s: ${err}`)), 10_000);
     const onData = (): void => {
