@@ -19,7 +19,7 @@ import { runHook } from "../../src/runtime/hooks.js";
 import { failure } from "../helpers/calls.js";
 import { LifeFixture, makeIn } from "../helpers/lifecycle.js";
 import { procState, skipRunc, uniqueId, waitFor } from "../helpers/runc.js";
-import { runMain, startServer, type ServerProcess } from "../helpers/server.js";
+import { MAIN, runMain, startServer, type ServerProcess } from "../helpers/server.js";
 
 const FIXTURE = JSON.parse(fs.readFileSync(new URL("../fixtures/runc-1.1.5/state.json", import.meta.url), "utf8")) as Record<string, any>;
 
@@ -161,8 +161,16 @@ describe.skipIf(skipRunc())("hardening found by the trials", () => {
   });
 
   it("Create scrubs NOTIFY_SOCKET and LISTEN_FDS from runc's environment and the container inherits only its stdio", async () => {
-    // A server started as systemd would with Type=notify and socket activation.
-    const envServer = await startServer(fx.root, [], { env: { NOTIFY_SOCKET: "/run/systemd/notify", LISTEN_FDS: "2", LISTEN_PID: "1", LISTEN_FDNAMES: "a:b" } });
+    // A server started as systemd would with Type=notify and socket activation, and with two
+    // fds its parent left open (a shell's `exec 30<...`: no close-on-exec; Node itself marks only
+    // a few low inherited fds close-on-exec), which would otherwise pass through runc into the container.
+    const envServer = await startServer(fx.root, [], {
+      env: { NOTIFY_SOCKET: "/run/systemd/notify", LISTEN_FDS: "2", LISTEN_PID: "1", LISTEN_FDNAMES: "a:b" },
+      wrap: (args) => ["/bin/bash", ["-c", 'exec 30</dev/null 200</dev/null; exec "$0" "$@"', process.execPath, MAIN, ...args]],
+    });
+    const closedLine = envServer.stderr().split("\n").find((l) => l.includes("closed file descriptors inherited"));
+    expect(closedLine, envServer.stderr()).toBeDefined();
+    expect((JSON.parse(closedLine!) as { fds: number[] }).fds).toEqual(expect.arrayContaining([30, 200]));
     const client = createShimClient(envServer.socket);
     try {
       const id = fx.track(uniqueId("rs-hard-env"));
@@ -171,6 +179,10 @@ describe.skipIf(skipRunc())("hardening found by the trials", () => {
       // runc given NOTIFY_SOCKET makes <state dir>/notify and bind-mounts it into the container.
       expect(fs.readdirSync(path.join(fx.root, id)).sort()).toEqual(["exec.fifo", "state.json"]);
       await client.start(id);
+      // Start answers at end of file on the exec fifo, which the kernel closes early in the init's
+      // exec, while it is still closing runc init's other close-on-exec fds: wait for the exec to end.
+      await waitFor(() => fs.readlinkSync(`/proc/${pid}/exe`).endsWith("/busybox"), 2000, "the init to exec the user process");
+      await waitFor(() => fs.readdirSync(`/proc/${pid}/fd`).length <= 3, 2000, "runc init's own fds to be closed by the exec");
       const environ = fs.readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").filter(Boolean);
       for (const name of ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]) {
         expect(environ.some((kv) => kv.startsWith(`${name}=`)), name).toBe(false);
