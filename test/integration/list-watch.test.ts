@@ -7,41 +7,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
-import { createShimClient, decodeErrorInfo, ShimError, type ShimClient, type WatchEventView } from "../../src/client/client.js";
+import { createShimClient, decodeErrorInfo, ShimError, type ShimClient } from "../../src/client/client.js";
 import { spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
+import { collect, type Received } from "../helpers/lifecycle.js";
 import { RuncFixture, skipRunc, uniqueId } from "../helpers/runc.js";
 import { MAIN, startServer, type ServerProcess } from "../helpers/server.js";
 
-interface Received extends WatchEventView {
-  at: number;
-}
-
-/** Reads a watch in the background, timestamping each event as it arrives. */
-function collect(events: AsyncIterable<WatchEventView>) {
-  const got: Received[] = [];
-  let failure: unknown;
-  const done = (async () => {
-    try {
-      for await (const ev of events) got.push({ ...ev, at: performance.now() });
-    } catch (e) {
-      failure = e;
-    }
-  })();
-  return {
-    got,
-    done,
-    failure: () => failure,
-    /** Waits until `pred` holds for the events so far (polling every 5 ms). */
-    async until(pred: (evs: Received[]) => boolean, ms = 5000): Promise<void> {
-      const t0 = Date.now();
-      while (!pred(got)) {
-        if (failure !== undefined) throw failure;
-        if (Date.now() - t0 > ms) throw new Error(`timed out; got ${JSON.stringify(got.map((e) => [e.kind, e.id, e.state?.status]))}`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    },
-  };
-}
 const synced = (evs: Received[]) => evs.some((e) => e.kind === "synced");
 const changesOf = (evs: Received[], id: string) =>
   evs.filter((e) => e.id === id && e.state?.status !== "pausing").map((e) => [e.kind, e.state?.status ?? null]);
