@@ -1,7 +1,13 @@
 /**
  * Where the server's time goes under a State load:
  *
- *   node dist/bench/profile.js [--seconds 10] [--concurrency 64] [--dir /tmp/prof] [--top 25]
+ *   node dist/bench/profile.js [--seconds 10] [--concurrency 64] [--dir /tmp/prof] [--top 25] [--kind shim|floor]
+ *   node dist/bench/profile.js --cpu [--seconds 10] [--concurrency 64]
+ *
+ * `--cpu` runs no profiler: it alternates State and floor windows of 1 s on one
+ * server for `--seconds` each and prints the server's CPU time per call
+ * (utime + stime from /proc) and the calls per second of each, for quick A/B
+ * comparisons of a change (the benchmark's section 3 in a few seconds).
  *
  * Creates busybox containers with runc under a temporary state root (2 created,
  * 2 running), runs the server as
@@ -19,7 +25,7 @@ import { makeBundle, runcUnavailable, uniqueId } from "../scripts/lib/runc.js";
 import { defaultTempBase } from "./lib/tmp.js";
 import { inclusive, summarizeProfile, type CpuProfile } from "./lib/cpuprofile.js";
 import { ContainerRegistry, pool, runcAsync } from "./lib/containers.js";
-import { launchServer, type ServerHandle } from "./lib/server.js";
+import { cpuTimes, launchServer, type ServerHandle } from "./lib/server.js";
 import { Worker } from "./lib/worker-client.js";
 
 const OUT = fileURLToPath(new URL("../../bench/results/profile.json", import.meta.url));
@@ -52,6 +58,8 @@ async function main(): Promise<number> {
   const concurrency = Number(arg(argv, "--concurrency", "64"));
   const profDir = path.resolve(arg(argv, "--dir", "/tmp/prof"));
   const top = Number(arg(argv, "--top", "25"));
+  // `floor` profiles the floor call (Health/Check) under the same load, to compare per-call costs.
+  const kind = arg(argv, "--kind", "shim") === "floor" ? "floor" : "shim";
   const why = runcUnavailable();
   if (why !== undefined) {
     process.stderr.write(`profile: ${why}\n`);
@@ -90,6 +98,30 @@ async function main(): Promise<number> {
     if (r.code !== 0) throw new Error(`runc start ${id}: ${r.stderr}`);
   }
 
+  if (argv.includes("--cpu")) {
+    server = await launchServer({ root, socket: path.join(tempDir, "s.sock") });
+    worker = new Worker();
+    await worker.request({ op: "connect", name: "p", socket: server.socket });
+    const ids = [...created, ...running];
+    const totals = { shim: { ms: 0, calls: 0, s: 0 }, floor: { ms: 0, calls: 0, s: 0 } };
+    for (const k of ["shim", "floor"] as const) await worker.request({ op: "throughput", conn: "p", kind: k, ids, concurrency, warmupMs: 0, durationMs: 1000 });
+    for (let i = 0; i < seconds; i++) {
+      for (const k of i % 2 === 0 ? (["shim", "floor"] as const) : (["floor", "shim"] as const)) {
+        const before = cpuTimes(server.pid)?.selfMs ?? Number.NaN;
+        const r = await worker.request({ op: "throughput", conn: "p", kind: k, ids, concurrency, warmupMs: 0, durationMs: 1000 });
+        totals[k].ms += (cpuTimes(server.pid)?.selfMs ?? Number.NaN) - before;
+        totals[k].calls += r.calls;
+        totals[k].s += r.seconds;
+      }
+    }
+    await cleanup();
+    const per = (k: "shim" | "floor"): number => (1000 * totals[k].ms) / totals[k].calls;
+    process.stdout.write(
+      `server CPU per call at ${concurrency} in flight (${seconds} × 1 s windows each): State ${per("shim").toFixed(1)} µs, floor ${per("floor").toFixed(1)} µs, ratio ${(per("shim") / per("floor")).toFixed(2)}×\n` +
+        `throughput: State ${Math.round(totals.shim.calls / totals.shim.s)}/s, floor ${Math.round(totals.floor.calls / totals.floor.s)}/s, ${((100 * totals.shim.calls * totals.floor.s) / (totals.floor.calls * totals.shim.s)).toFixed(1)} %\n`,
+    );
+    return 0;
+  }
   fs.mkdirSync(profDir, { recursive: true });
   server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] });
   const pid = server.pid;
@@ -97,9 +129,9 @@ async function main(): Promise<number> {
   await worker.request({ op: "connect", name: "p", socket: server.socket });
   const ids = [...created, ...running];
   process.stderr.write(`profile: server pid ${pid} under --cpu-prof; State at ${concurrency} in flight for ${seconds} s\n`);
-  await worker.request({ op: "throughput", conn: "p", kind: "shim", ids, concurrency, warmupMs: 0, durationMs: 1000 });
+  await worker.request({ op: "throughput", conn: "p", kind, ids, concurrency, warmupMs: 0, durationMs: 1000 });
   const fromUs = Number(process.hrtime.bigint() / 1000n);
-  const load = await worker.request({ op: "throughput", conn: "p", kind: "shim", ids, concurrency, warmupMs: 0, durationMs: seconds * 1000 });
+  const load = await worker.request({ op: "throughput", conn: "p", kind, ids, concurrency, warmupMs: 0, durationMs: seconds * 1000 });
   const toUs = Number(process.hrtime.bigint() / 1000n);
   await worker.request({ op: "close", name: "p" });
   const code = await server.stop(10_000);
@@ -120,7 +152,7 @@ async function main(): Promise<number> {
   const pct = (v: number): string => `${((100 * v) / summary.busyMs).toFixed(1).padStart(5)}%`;
   const lines: string[] = [
     `profile: ${file}`,
-    `load: State at ${concurrency} in flight, ${Math.round(rate)} calls/s under the profiler (${load.calls} calls in ${load.seconds} s, ${load.errors} errors)`,
+    `load: ${kind === "shim" ? "State" : "floor (Health/Check)"} at ${concurrency} in flight, ${Math.round(rate)} calls/s under the profiler (${load.calls} calls in ${load.seconds} s, ${load.errors} errors)`,
     `samples inside the ${seconds} s load window only (start-up, warm-up and shutdown excluded): server busy ${summary.busyMs.toFixed(0)} ms of ${summary.sampledMs.toFixed(0)} ms`,
     `server busy time per call: ${((1000 * summary.busyMs) / Math.max(1, load.calls)).toFixed(1)} µs`,
     "",

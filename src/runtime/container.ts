@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { heldFiles } from "./held-files.js";
 import { RuntimeError, describeError, errnoOf, isErrno } from "./errors.js";
 import { containerFreezerState, detectCgroupMode, freezerDir, type CgroupMode, type CgroupReader, type FreezerState } from "./freezer.js";
 import { validateContainerId } from "./id.js";
@@ -167,6 +168,8 @@ export class StateRoot {
   readonly cgroupMode: CgroupMode;
   private realPath: string;
   private readonly cache = new Map<string, CacheEntry>();
+  /** Bundle and annotations of each cached record, split from its labels once (frozen: shared by every state). */
+  private readonly splitLabels = new WeakMap<ContainerStateRecord, { bundle: string; annotations: Record<string, string> }>();
   /** The per-container lock every mutating operation takes (keyed by container state dir). */
   readonly locks = new ContainerLocks();
   private readonly changeListeners = new Set<(id: string) => void>();
@@ -202,6 +205,19 @@ export class StateRoot {
   }
 
   /**
+   * As {@link state}, with the parse of state.json the state comes from:
+   * `source` is the same object for every state derived from one version of
+   * the file (and another once the file changes), so a caller can keep what it
+   * derives from a state (its encoding) with it, as long as status and pid match.
+   *
+   * @throws {RuntimeError} as {@link state}
+   */
+  stateWithSource(id: string): { state: ContainerState; source: object } {
+    const c = this.load(id);
+    return { state: this.stateOf(c), source: c.record };
+  }
+
+  /**
    * Loads a container once and returns its state (as {@link state} does) with
    * a way to re-derive its status later from the same state.json record: the
    * freezer, `/proc` and the exec fifo are read again, state.json is not. For
@@ -226,7 +242,13 @@ export class StateRoot {
   private stateOf(c: LoadedContainer): ContainerState {
     const status = this.status(c);
     const r = c.record;
-    const { bundle, annotations } = splitLabels(r.labels);
+    let labels = this.splitLabels.get(r);
+    if (labels === undefined) {
+      labels = splitLabels(r.labels);
+      Object.freeze(labels.annotations);
+      this.splitLabels.set(r, labels);
+    }
+    const { bundle, annotations } = labels;
     return {
       id: c.id,
       pid: status === "stopped" ? 0 : r.initProcessPid,
@@ -334,8 +356,13 @@ export class StateRoot {
     }
   }
 
-  /** Drops the cached parse of a container's state.json (after Delete removed it). */
+  /**
+   * Drops the cached parse of a container's state.json and the files held open
+   * for its status (its cgroup files, its init's `/proc/<pid>/stat`), after Delete removed it.
+   */
   forget(c: LoadedContainer): void {
+    for (const dir of Object.values(c.record.cgroupPaths)) if (dir !== "") heldFiles.dropUnder(dir);
+    if (c.record.initProcessPid > 0) heldFiles.dropUnder(`/proc/${c.record.initProcessPid}`);
     this.cache.delete(`${c.stateDir}/${STATE_FILENAME}`);
     this.cache.delete(`${this.path === "/" ? "" : this.path}/${c.id}/${STATE_FILENAME}`);
   }

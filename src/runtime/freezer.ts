@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
+import { heldFiles, openReleasingHeld } from "./held-files.js";
 
 /** statfs `f_type` of a cgroup v1 hierarchy (CGROUP_SUPER_MAGIC). */
 export const CGROUP_SUPER_MAGIC = 0x27e0eb;
@@ -51,15 +52,23 @@ export function readCgroupFile(file: string, maxBytes = 64): string | undefined 
 // Reads are synchronous and decoded at once: one buffer serves every small read.
 const READ_BUFFER = Buffer.allocUnsafe(4096);
 
-/** Open (non-blocking, no final symlink), optionally check the fs type of the very fd, read, close. */
+/**
+ * Read through the fd {@link heldFiles} holds for `file`, if any; else open
+ * (non-blocking, no final symlink), optionally check the fs type of the very
+ * fd, read, and hold the fd for the next read (or close it).
+ */
 function readCgroup(file: string, maxBytes: number, checkFs: boolean): string | undefined {
+  const buf = maxBytes <= READ_BUFFER.length ? READ_BUFFER : Buffer.allocUnsafe(maxBytes);
+  const held = heldFiles.read(file, buf, maxBytes);
+  if (held !== undefined) return buf.toString("utf8", 0, held);
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+    fd = openReleasingHeld(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   } catch (e) {
     if (isErrno(e, "ENOENT", "ENODEV", "ENOTDIR")) return undefined;
     throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
   }
+  let keep = false;
   try {
     if (checkFs) {
       // statfs of /proc/self/fd/N is fstatfs: the check applies to the very file opened.
@@ -73,7 +82,6 @@ function readCgroup(file: string, maxBytes: number, checkFs: boolean): string | 
         throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
       }
     }
-    const buf = maxBytes <= READ_BUFFER.length ? READ_BUFFER : Buffer.allocUnsafe(maxBytes);
     let n: number;
     try {
       n = fs.readSync(fd, buf, 0, maxBytes, 0);
@@ -81,9 +89,12 @@ function readCgroup(file: string, maxBytes: number, checkFs: boolean): string | 
       if (isErrno(e, "ENODEV")) return undefined;
       throw new RuntimeError("SystemError", `read ${file}: ${describeError(e)}`, { cause: e });
     }
-    return buf.toString("utf8", 0, n);
+    const text = buf.toString("utf8", 0, n);
+    // Only a file checked to lie on cgroupfs is held: a held fd is read without a check.
+    keep = checkFs && heldFiles.keep(file, fd);
+    return text;
   } finally {
-    fs.closeSync(fd);
+    if (!keep) fs.closeSync(fd);
   }
 }
 

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { heldFiles, openReleasingHeld } from "./held-files.js";
 
 /** What runc reads from `/proc/PID/stat` (runc 1.1.5 `libcontainer/system/proc.go` Stat_t). */
 export interface ProcStat {
@@ -43,8 +44,11 @@ export function parseProcStat(text: string): ProcStat | undefined {
 const STAT_BUFFER = Buffer.allocUnsafe(4096);
 
 /**
- * Reads and parses `/proc/<pid>/stat` with one open, one read and one close
- * (synchronous: procfs answers from memory).
+ * Reads and parses `/proc/<pid>/stat`: one pread(2) through the fd
+ * {@link heldFiles} holds for it, else one open, one read, and the fd held for
+ * the next call (synchronous: procfs answers from memory). A held fd reads
+ * ESRCH once its process is reaped (a later process with the same pid is
+ * another file); the path is then opened anew.
  *
  * @param pid a process id; anything <= 0 or not an integer reads as absent
  * @returns the parsed stat, or `undefined` when the process does not exist or
@@ -52,19 +56,25 @@ const STAT_BUFFER = Buffer.allocUnsafe(4096);
  */
 export function readProcStat(pid: number): ProcStat | undefined {
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  const file = `/proc/${pid}/stat`;
+  const held = heldFiles.read(file, STAT_BUFFER, STAT_BUFFER.length);
+  if (held !== undefined) return parseProcStat(STAT_BUFFER.toString("latin1", 0, held));
   let fd: number;
   try {
-    fd = fs.openSync(`/proc/${pid}/stat`, "r");
+    fd = openReleasingHeld(file, fs.constants.O_RDONLY);
   } catch {
     return undefined;
   }
+  let keep = false;
   try {
     const n = fs.readSync(fd, STAT_BUFFER, 0, STAT_BUFFER.length, 0);
-    return parseProcStat(STAT_BUFFER.toString("latin1", 0, n));
+    const stat = parseProcStat(STAT_BUFFER.toString("latin1", 0, n));
+    keep = stat !== undefined && heldFiles.keep(file, fd);
+    return stat;
   } catch {
     return undefined;
   } finally {
-    fs.closeSync(fd);
+    if (!keep) fs.closeSync(fd);
   }
 }
 

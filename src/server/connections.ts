@@ -1,5 +1,5 @@
-import fs from "node:fs";
 import net from "node:net";
+import { openFileSoftLimit } from "../runtime/held-files.js";
 
 /** The client connection preface of HTTP/2 (RFC 9113 §3.4), which must be followed by a SETTINGS frame. */
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -17,14 +17,8 @@ export const DEFAULT_PREFACE_TIMEOUT_MS = 5000;
  * left for the state root, cgroupfs, /proc and runc).
  */
 export function defaultMaxConnections(limitsFile = "/proc/self/limits"): number {
-  try {
-    const line = fs.readFileSync(limitsFile, "utf8").split("\n").find((l) => l.startsWith("Max open files"));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    if (Number.isFinite(soft) && soft > 0) return Math.max(1, Math.min(1024, Math.floor(soft / 2)));
-  } catch {
-    // no procfs: the fixed default
-  }
-  return 1024;
+  const soft = openFileSoftLimit(limitsFile);
+  return soft === undefined ? 1024 : Math.max(1, Math.min(1024, Math.floor(soft / 2)));
 }
 
 /** What {@link ConnectionGate} needs. */

@@ -1,4 +1,4 @@
-import type { UntypedServiceImplementation, handleServerStreamingCall } from "@grpc/grpc-js";
+import type { UntypedServiceImplementation, handleServerStreamingCall, handleUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import {
   ContainerStatus as WireStatus,
@@ -132,21 +132,60 @@ export function toWatchResponse(ev: WatchEvent, log: Logger): WatchResponse {
 
 /**
  * The `runcshim.v1.ShimService` definition the server registers: the
- * generated one, except that Watch's response serializer passes bytes through
- * as they are, so that the Watch handler can write messages it has already
- * encoded (each change is encoded once, for every watcher; see
- * {@link WatchEncoder}). Clients use the generated definition unchanged.
+ * generated one, except that the response serializers of State and Watch pass
+ * bytes through as they are, so that their handlers can answer with messages
+ * already encoded (a State once per container state, see {@link StateEncoder};
+ * a Watch change once for every watcher, see {@link WatchEncoder}). Clients use
+ * the generated definition unchanged.
  */
 export function shimServiceDefinition(): typeof ShimServiceService {
-  const encode = ShimServiceService.watch.responseSerialize;
+  const encodeWatch = ShimServiceService.watch.responseSerialize;
+  const encodeState = ShimServiceService.state.responseSerialize;
   return {
     ...ShimServiceService,
+    state: {
+      ...ShimServiceService.state,
+      responseSerialize: (value: StateResponse | Uint8Array): Buffer => (value instanceof Uint8Array ? asBuffer(value) : encodeState(value)),
+    },
     watch: {
       ...ShimServiceService.watch,
-      responseSerialize: (value: WatchResponse | Uint8Array): Buffer =>
-        value instanceof Uint8Array ? (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)) : encode(value),
+      responseSerialize: (value: WatchResponse | Uint8Array): Buffer => (value instanceof Uint8Array ? asBuffer(value) : encodeWatch(value)),
     },
   };
+}
+
+/** A Buffer over the bytes of `u8`, without a copy. */
+function asBuffer(u8: Uint8Array): Buffer {
+  return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+/**
+ * The ShimService handlers {@link createShimService} makes: those of the
+ * generated `ShimServiceServer`, except that State answers with bytes already
+ * encoded (register them with {@link shimServiceDefinition}, which passes bytes through).
+ */
+export type ShimServiceHandlers = Omit<ShimServiceServer, "state"> & { state: handleUnaryCall<StateRequest, Buffer> } & UntypedServiceImplementation;
+
+/**
+ * Encodes State answers, once per container state: the bytes are kept with the
+ * parse of state.json the state came from (`source` of
+ * `StateRoot.stateWithSource`) and used again while the id, status and pid are
+ * those encoded, so a State on an unchanged container costs no message
+ * building or encoding. Entries live as long as the parse is cached.
+ */
+export class StateEncoder {
+  private readonly cache = new WeakMap<object, { id: string; status: string; pid: number; bytes: Buffer }>();
+  private readonly serialize = ShimServiceService.state.responseSerialize;
+
+  /** The encoded `StateResponse` of `s.state`. */
+  encode(s: { state: ContainerState; source: object }): Buffer {
+    const { state, source } = s;
+    const hit = this.cache.get(source);
+    if (hit !== undefined && hit.id === state.id && hit.status === state.status && hit.pid === state.pid) return hit.bytes;
+    const bytes = asBuffer(this.serialize(toStateResponse(state)));
+    this.cache.set(source, { id: state.id, status: state.status, pid: state.pid, bytes });
+    return bytes;
+  }
 }
 
 /**
@@ -170,7 +209,7 @@ export class WatchEncoder {
     let bytes = byKind[k];
     if (bytes === undefined) {
       const u8 = WatchResponse.encode(toWatchResponse(ev, log)).finish();
-      bytes = Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+      bytes = asBuffer(u8);
       byKind[k] = bytes;
       this.onEncode?.(ev);
     }
@@ -253,7 +292,7 @@ function reporters(ctx: CallContext): Pick<OpContext, "warn" | "debug"> {
  * The `runcshim.v1.ShimService` implementation over one {@link StateRoot}.
  * Register it with {@link shimServiceDefinition} (Watch writes pre-encoded messages).
  */
-export function createShimService(opts: ShimServiceOptions): ShimServiceServer & UntypedServiceImplementation {
+export function createShimService(opts: ShimServiceOptions): ShimServiceHandlers {
   const { root, log, tracker } = opts;
   const createTimeoutMs = opts.createTimeoutMs ?? 60_000;
   const connections = opts.gate;
@@ -261,13 +300,15 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
   const observer = metrics;
   const watches = new WatchLimits(opts.limits?.maxWatches ?? Infinity, opts.limits?.maxWatchesPerConnection ?? Infinity);
   const encoder = new WatchEncoder(opts.onWatchEncode);
+  const stateEncoder = new StateEncoder();
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
   return {
-    state: unary<StateRequest, StateResponse>(
+    // Answered with bytes: a container's StateResponse is encoded once per state.json version, status and pid.
+    state: unary<StateRequest, Buffer>(
       { connections, observer, rpc: "State", log, tracker, containerIdOf: (r) => r.id },
-      (req) => toStateResponse(root.state(req.id)),
+      (req) => stateEncoder.encode(root.stateWithSource(req.id)),
     ),
     start: unary<StartRequest, StartResponse>(
       { connections, observer, rpc: "Start", log, tracker, containerIdOf: (r) => r.id, cancellable: true, capMs: opts.startTimeoutMs },

@@ -9,11 +9,24 @@ import path from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ShimClient } from "../../src/client/client.js";
+import { heldFiles } from "../../src/runtime/held-files.js";
 import { startShimServer, type RunningServer } from "../../src/server/server.js";
 import { RuncFixture, skipRunc, stopProcess } from "../helpers/runc.js";
 import { startServer, tempSocketPath } from "../helpers/server.js";
 
-const fdCount = (pid: number | "self") => fs.readdirSync(`/proc/${pid}/fd`).length;
+/** Whether an fd's target is a status file the server holds open on purpose (src/runtime/held-files.ts). */
+const isHeldStatusFile = (target: string) => /^\/proc\/\d+\/stat$/.test(target) || target.startsWith("/sys/fs/cgroup/");
+const fdTargets = (pid: number | "self") =>
+  fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      return ""; // the fd readdir itself used, closed since
+    }
+  });
+/** Fds other than the held status files (a bounded cache: at most `heldFiles.max`, checked apart). */
+const fdCount = (pid: number | "self") => fdTargets(pid).filter((t) => !isHeldStatusFile(t)).length;
+const heldCount = (pid: number | "self") => fdTargets(pid).filter(isHeldStatusFile).length;
 const resources = () => {
   const counts: Record<string, number> = {};
   for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
@@ -108,6 +121,10 @@ describe.skipIf(skipRunc())("no leaks after 1,000 mixed calls", () => {
       expect([...seen].sort()).toEqual(["CANCELLED", "DEADLINE_EXCEEDED", "FAILED_PRECONDITION", "INTERNAL", "INVALID_ARGUMENT", "NOT_FOUND", "OK"]);
       await settle();
       expect(fdCount("self")).toBe(baseFds);
+      // The held status files: those of the few containers read, within the bound, all of them known to the cache.
+      expect(heldCount("self")).toBeGreaterThan(0);
+      expect(heldCount("self")).toBe(heldFiles.size);
+      expect(heldFiles.size).toBeLessThanOrEqual(heldFiles.max);
       expect(resources()).toEqual(baseResources);
       expect(fs.existsSync(path.join(fx.root, ids.stoppedInit!, "exec.fifo"))).toBe(true);
     } finally {
@@ -129,6 +146,8 @@ describe.skipIf(skipRunc())("no leaks after 1,000 mixed calls", () => {
       shim.close();
       await settle();
       expect(fdCount(pid)).toBe(baseFds);
+      // 5 containers with a live or dead init: at most a stat and a freezer file each.
+      expect(heldCount(pid)).toBeLessThanOrEqual(10);
       const children = fs.readdirSync(`/proc/${pid}/task`).flatMap((t) => fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean));
       expect(children).toEqual([]);
     } finally {

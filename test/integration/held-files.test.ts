@@ -1,0 +1,117 @@
+/**
+ * Issue 11: status files held open between calls (src/runtime/held-files.ts)
+ * read what a fresh open would, on real processes and real cgroups: a held
+ * `/proc/<pid>/stat` follows its process to its end and is dropped once it is
+ * reaped; a held freezer file sees freeze and thaw, does not keep its cgroup
+ * from being removed, and is dropped after; the number held is bounded.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { uniqueId } from "../../scripts/lib/runc.js";
+import { readCgroupFile } from "../../src/runtime/freezer.js";
+import { HeldFiles, heldFiles } from "../../src/runtime/held-files.js";
+import { isInitAlive, readProcStat } from "../../src/runtime/proc.js";
+
+const children: ChildProcess[] = [];
+const cgroups: string[] = [];
+
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const dir of cgroups.splice(0)) if (fs.existsSync(dir)) fs.rmdirSync(dir);
+});
+
+function sleeper(): ChildProcess {
+  const c = spawn("sleep", ["60"], { stdio: "ignore" });
+  children.push(c);
+  return c;
+}
+
+const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once("exit", () => r())));
+const waitFor = async (cond: () => boolean, ms: number, what: string) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+describe("held status files", () => {
+  it("a held /proc/<pid>/stat follows its process: running, stopped, zombie, then dropped once reaped", async () => {
+    const c = sleeper();
+    const pid = c.pid!;
+    const file = `/proc/${pid}/stat`;
+    const first = readProcStat(pid)!;
+    expect(first.state).toMatch(/^[RS]$/);
+    expect(heldFiles.files()).toContain(file);
+    expect(isInitAlive(pid, first.startTime)).toBe(true);
+
+    process.kill(pid, "SIGSTOP");
+    await waitFor(() => readProcStat(pid)?.state === "T", 2000, "the process to read as stopped (T)");
+    expect(heldFiles.files()).toContain(file); // read through the same held fd
+
+    process.kill(pid, "SIGKILL");
+    await exited(c); // node reaped it: the held fd now reads ESRCH
+    expect(readProcStat(pid)).toBeUndefined();
+    expect(isInitAlive(pid, first.startTime)).toBe(false);
+    expect(heldFiles.files()).not.toContain(file);
+  });
+
+  // The v1 freezer, and the v2 freezer on the cgroup2 mount (the whole /sys/fs/cgroup on a v2 host, `unified` on a hybrid one).
+  const v2Mount = fs.existsSync("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
+  const freezers = [
+    { name: "v1 freezer.state", hierarchy: "/sys/fs/cgroup/freezer", file: "freezer.state", freeze: "FROZEN", thaw: "THAWED", frozen: "FROZEN\n", thawed: "THAWED\n" },
+    { name: "v2 cgroup.freeze", hierarchy: v2Mount, file: "cgroup.freeze", freeze: "1", thaw: "0", frozen: "1\n", thawed: "0\n" },
+  ].filter((f) => fs.existsSync(path.join(f.hierarchy, "cgroup.procs")));
+
+  it("this host has a freezer to test", () => {
+    expect(freezers.length).toBeGreaterThan(0);
+  });
+
+  it.each(freezers)("a held $name sees freeze and thaw, lets rmdir remove its cgroup, and is dropped after", async (f) => {
+    const dir = path.join(f.hierarchy, uniqueId("rs-held"));
+    fs.mkdirSync(dir);
+    cgroups.push(dir);
+    const c = sleeper();
+    fs.writeFileSync(path.join(dir, "cgroup.procs"), String(c.pid));
+    const file = path.join(dir, f.file);
+    expect(readCgroupFile(file)).toBe(f.thawed);
+    expect(heldFiles.files()).toContain(file);
+
+    fs.writeFileSync(file, f.freeze);
+    await waitFor(() => readCgroupFile(file) === f.frozen, 2000, `the held ${f.file} to read frozen`);
+    fs.writeFileSync(file, f.thaw);
+    expect(readCgroupFile(file)).toBe(f.thawed);
+    expect(heldFiles.files()).toContain(file);
+
+    c.kill("SIGKILL");
+    await exited(c);
+    await waitFor(() => fs.readFileSync(path.join(dir, "cgroup.procs"), "utf8") === "", 2000, "the cgroup to empty");
+    fs.rmdirSync(dir); // not EBUSY: the held fd does not pin the cgroup
+    cgroups.pop();
+    expect(readCgroupFile(file)).toBeUndefined();
+    expect(heldFiles.files()).not.toContain(file);
+  });
+
+  it("holds at most `max` fds, closing the least recently read first", () => {
+    const held = new HeldFiles(2);
+    const files = [1, 2, 3].map(() => {
+      const c = sleeper();
+      return `/proc/${c.pid}/stat`;
+    });
+    const fdsBefore = fs.readdirSync("/proc/self/fd").length;
+    const buf = Buffer.alloc(4096);
+    for (const f of files) {
+      const fd = fs.openSync(f, "r");
+      expect(held.keep(f, fd)).toBe(true);
+      if (f === files[1]) expect(held.read(files[0]!, buf, buf.length)).toBeGreaterThan(0); // files[0] is now the most recent
+    }
+    expect(held.files()).toEqual([files[0], files[2]]);
+    expect(fs.readdirSync("/proc/self/fd").length).toBe(fdsBefore + 2);
+    expect(held.read(files[1]!, buf, buf.length)).toBeUndefined();
+    expect(held.clear()).toBe(2);
+    expect(fs.readdirSync("/proc/self/fd").length).toBe(fdsBefore);
+    expect(new HeldFiles(0).keep(files[0]!, -1)).toBe(false);
+  });
+});
