@@ -174,7 +174,7 @@ function directHandshake(root: string, id: string): number {
  * `directIds[i]`, the order rotating so that each side goes first, second and third alike.
  */
 async function startPairs(c: Conn, root: string, shimIds: string[], runcIds: string[], directIds: string[]): Promise<StartResult> {
-  const out: StartResult = { shim: [], runc: [], direct: [] };
+  const out: StartResult = { shim: [], runc: [], direct: [], floorAfterDirect: [] };
   const shimStart = async (id: string): Promise<number> => {
     const t0 = performance.now();
     const pid = await c.shim.start(id, { deadlineMs: 30_000 });
@@ -185,7 +185,10 @@ async function startPairs(c: Conn, root: string, shimIds: string[], runcIds: str
   const steps = [
     async (i: number) => out.shim.push(await shimStart(shimIds[i]!)),
     async (i: number) => out.runc.push((await runc(root, ["start", runcIds[i]!])).ms),
-    async (i: number) => out.direct.push(directHandshake(root, directIds[i]!)),
+    async (i: number) => {
+      out.direct.push(directHandshake(root, directIds[i]!));
+      out.floorAfterDirect.push((await floorCall(c)) / 1000);
+    },
   ];
   for (let i = 0; i < Math.min(shimIds.length, runcIds.length, directIds.length); i++) {
     for (let k = 0; k < steps.length; k++) {

@@ -85,6 +85,12 @@ export interface StartResult {
   runc: number[];
   /** The exec fifo handshake done by the client process itself (open, read to end of file, unlink), in ms. */
   direct: number[];
+  /**
+   * The floor call (Health/Check) made right after each direct handshake, in
+   * ms: what a round trip costs while the init process is still finishing
+   * its exec (the moment a Start answers).
+   */
+  floorAfterDirect: number[];
 }
 
 /** Result of a `throughput` or `runcThroughput` request. */
