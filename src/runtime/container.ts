@@ -47,6 +47,20 @@ export interface ContainerState {
   ociVersion: string;
 }
 
+/** What {@link StateRoot.stateLazy} returns: a container's status now, the rest of its state on demand. */
+export interface LazyState {
+  /** The container id, as requested. */
+  readonly id: string;
+  /** Derived on this call. */
+  readonly status: ContainerStatus;
+  /** Init pid; 0 when stopped. */
+  readonly pid: number;
+  /** The parse of state.json this comes from (the same object while the file is unchanged). */
+  readonly source: object;
+  /** The whole state (bundle, annotations, ...), made on this call. */
+  state(): ContainerState;
+}
+
 /** A container loaded from its state dir, before status derivation. */
 export interface LoadedContainer {
   id: string;
@@ -168,8 +182,6 @@ export class StateRoot {
   readonly cgroupMode: CgroupMode;
   private realPath: string;
   private readonly cache = new Map<string, CacheEntry>();
-  /** Bundle and annotations of each cached record, split from its labels once (frozen: shared by every state). */
-  private readonly splitLabels = new WeakMap<ContainerStateRecord, { bundle: string; annotations: Record<string, string> }>();
   /** The per-container lock every mutating operation takes (keyed by container state dir). */
   readonly locks = new ContainerLocks();
   private readonly changeListeners = new Set<(id: string) => void>();
@@ -205,16 +217,19 @@ export class StateRoot {
   }
 
   /**
-   * As {@link state}, with the parse of state.json the state comes from:
-   * `source` is the same object for every state derived from one version of
-   * the file (and another once the file changes), so a caller can keep what it
-   * derives from a state (its encoding) with it, as long as status and pid match.
+   * As {@link state}, in two steps: the container is loaded and its status
+   * derived now; the rest of its state is made by `state()` only when asked.
+   * `source` is the parse of state.json the state comes from: the same object
+   * for every call while the file is unchanged (another once it changes), so a
+   * caller can keep what it derives from a state (its encoding) with `source`
+   * and use it again while `id`, `status` and `pid` are the same.
    *
    * @throws {RuntimeError} as {@link state}
    */
-  stateWithSource(id: string): { state: ContainerState; source: object } {
+  stateLazy(id: string): LazyState {
     const c = this.load(id);
-    return { state: this.stateOf(c), source: c.record };
+    const status = this.status(c);
+    return { id: c.id, status, pid: status === "stopped" ? 0 : c.record.initProcessPid, source: c.record, state: () => this.stateOf(c, status) };
   }
 
   /**
@@ -238,17 +253,10 @@ export class StateRoot {
     };
   }
 
-  /** The state of a loaded container, its status derived now. */
-  private stateOf(c: LoadedContainer): ContainerState {
-    const status = this.status(c);
+  /** The state of a loaded container, its status derived now (or given, derived a moment ago). */
+  private stateOf(c: LoadedContainer, status = this.status(c)): ContainerState {
     const r = c.record;
-    let labels = this.splitLabels.get(r);
-    if (labels === undefined) {
-      labels = splitLabels(r.labels);
-      Object.freeze(labels.annotations);
-      this.splitLabels.set(r, labels);
-    }
-    const { bundle, annotations } = labels;
+    const { bundle, annotations } = splitLabels(r.labels);
     return {
       id: c.id,
       pid: status === "stopped" ? 0 : r.initProcessPid,

@@ -26,7 +26,7 @@ import {
   WatchResponse,
   ShimServiceService,
 } from "../../gen/ts/runcshim/v1/shim.js";
-import type { ContainerState, StateRoot } from "../runtime/container.js";
+import type { ContainerState, LazyState, StateRoot } from "../runtime/container.js";
 import { RuntimeError, describeError } from "../runtime/errors.js";
 import { listContainersYielding, type ContainerEntry } from "../runtime/list.js";
 import type { ContainerStatus } from "../runtime/status.js";
@@ -166,24 +166,34 @@ function asBuffer(u8: Uint8Array): Buffer {
  */
 export type ShimServiceHandlers = Omit<ShimServiceServer, "state"> & { state: handleUnaryCall<StateRequest, Buffer> } & UntypedServiceImplementation;
 
+/** Most containers whose encoded State answer {@link StateEncoder} keeps. */
+export const STATE_ENCODINGS_KEPT = 512;
+
 /**
  * Encodes State answers, once per container state: the bytes are kept with the
- * parse of state.json the state came from (`source` of
- * `StateRoot.stateWithSource`) and used again while the id, status and pid are
- * those encoded, so a State on an unchanged container costs no message
- * building or encoding. Entries live as long as the parse is cached.
+ * parse of state.json the state came from (`source` of `StateRoot.stateLazy`)
+ * and used again while the id, status and pid are those encoded, so a State on
+ * an unchanged container builds and encodes no message. Bounded: the
+ * {@link STATE_ENCODINGS_KEPT} containers answered last (a root State'd once
+ * per container keeps no encoding of each).
  */
 export class StateEncoder {
-  private readonly cache = new WeakMap<object, { id: string; status: string; pid: number; bytes: Buffer }>();
+  // Insertion order is recency order.
+  private readonly cache = new Map<object, { id: string; status: string; pid: number; bytes: Buffer }>();
   private readonly serialize = ShimServiceService.state.responseSerialize;
 
-  /** The encoded `StateResponse` of `s.state`. */
-  encode(s: { state: ContainerState; source: object }): Buffer {
-    const { state, source } = s;
-    const hit = this.cache.get(source);
-    if (hit !== undefined && hit.id === state.id && hit.status === state.status && hit.pid === state.pid) return hit.bytes;
-    const bytes = asBuffer(this.serialize(toStateResponse(state)));
-    this.cache.set(source, { id: state.id, status: state.status, pid: state.pid, bytes });
+  /** The encoded `StateResponse` of `s`. */
+  encode(s: LazyState): Buffer {
+    const hit = this.cache.get(s.source);
+    if (hit !== undefined && hit.id === s.id && hit.status === s.status && hit.pid === s.pid) {
+      this.cache.delete(s.source);
+      this.cache.set(s.source, hit);
+      return hit.bytes;
+    }
+    const bytes = asBuffer(this.serialize(toStateResponse(s.state())));
+    this.cache.delete(s.source);
+    this.cache.set(s.source, { id: s.id, status: s.status, pid: s.pid, bytes });
+    if (this.cache.size > STATE_ENCODINGS_KEPT) this.cache.delete(this.cache.keys().next().value as object);
     return bytes;
   }
 }
@@ -308,7 +318,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceHandlers
     // Answered with bytes: a container's StateResponse is encoded once per state.json version, status and pid.
     state: unary<StateRequest, Buffer>(
       { connections, observer, rpc: "State", log, tracker, containerIdOf: (r) => r.id },
-      (req) => stateEncoder.encode(root.stateWithSource(req.id)),
+      (req) => stateEncoder.encode(root.stateLazy(req.id)),
     ),
     start: unary<StartRequest, StartResponse>(
       { connections, observer, rpc: "Start", log, tracker, containerIdOf: (r) => r.id, cancellable: true, capMs: opts.startTimeoutMs },
