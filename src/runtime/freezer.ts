@@ -90,8 +90,9 @@ function readCgroup(file: string, maxBytes: number, checkFs: boolean): string | 
       throw new RuntimeError("SystemError", `read ${file}: ${describeError(e)}`, { cause: e });
     }
     const text = buf.toString("utf8", 0, n);
-    // Only a file checked to lie on cgroupfs is held: a held fd is read without a check.
-    keep = checkFs && heldFiles.keep(file, fd);
+    // Only a file checked to lie on cgroupfs is held (a held fd is read without a check): a read in a
+    // checked dir checks the fd once here, and its later reads are a pread each.
+    keep = (checkFs || fdOnCgroupFs(fd)) && heldFiles.keep(file, fd);
     return text;
   } finally {
     if (!keep) fs.closeSync(fd);
@@ -173,7 +174,8 @@ export function containerFreezerState(cgroupPaths: Readonly<Record<string, strin
 /**
  * Reads a file of a cgroup dir that the caller has already checked lies on a
  * cgroup filesystem ({@link onCgroupFsDir}): open (non-blocking, no final
- * symlink), read, close: no per-read statfs. For watchers that read the same
+ * symlink), read, and the fd held for the next read once fstatfs shows it on
+ * cgroupfs ({@link heldFiles}), so later reads are one pread each; no statfs per read. For watchers that read the same
  * freezer files many times; the first check is what keeps them on cgroupfs
  * (only root can mount over or move a cgroup dir).
  *
@@ -182,6 +184,16 @@ export function containerFreezerState(cgroupPaths: Readonly<Record<string, strin
  */
 export function readInCheckedDir(file: string, maxBytes = 64): string | undefined {
   return readCgroup(file, maxBytes, false);
+}
+
+/** Whether an open fd lies on a cgroup filesystem (v1 or v2), by statfs of `/proc/self/fd/N` (fstatfs). */
+function fdOnCgroupFs(fd: number): boolean {
+  try {
+    const type = fs.statfsSync(`/proc/self/fd/${fd}`).type;
+    return type === CGROUP_SUPER_MAGIC || type === CGROUP2_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether `dir` lies on a cgroup filesystem (v1 or v2), by statfs. */
