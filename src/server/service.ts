@@ -326,7 +326,8 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceHandlers
         const pid = await startContainer(root, req.id, {
           signal: ctx.signal,
           commitWaitMs: opts.startTimeoutMs,
-          onCommitted: (outcome) => ctx.log.debug({ outcome }, "start committed: exec fifo consumed and removed"),
+          // Only when debug is on: ctx.log makes the call's child logger.
+          onCommitted: log.isLevelEnabled("debug") ? (outcome) => ctx.log.debug({ outcome }, "start committed: exec fifo consumed and removed") : undefined,
           onDetachedEnd: (result) =>
             typeof result === "string"
               ? ctx.log.warn({ outcome: result }, "start completed after its call had ended (exec fifo consumed and removed)")
