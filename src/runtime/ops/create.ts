@@ -156,7 +156,15 @@ export async function createContainer(root: StateRoot, id: string, req: CreateRe
       for (const fd of fds) fs.closeSync(fd);
     }
     root.changed(id);
-    return root.load(id).record.initProcessPid;
+    const c = root.load(id);
+    // Derived once here, the status opens (and holds) the files the Start that follows reads; an error
+    // here is the State's or Start's to report, not Create's (the container exists).
+    try {
+      root.status(c);
+    } catch {
+      // reported by the next call on the container
+    }
+    return c.record.initProcessPid;
   });
 }
 
