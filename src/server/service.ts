@@ -32,6 +32,7 @@ import { listContainersYielding, type ContainerEntry } from "../runtime/list.js"
 import type { ContainerStatus } from "../runtime/status.js";
 import { WatchHub, type WatchEvent, type WatchEventKind } from "../runtime/watch.js";
 import { BUG_ROW, ERROR_TABLE, INTERNAL_MESSAGE } from "./errors.js";
+import { HeapReleaser, type HeapReleaserOptions } from "./heap-release.js";
 import { serverStream, type MessageSource } from "./stream.js";
 import { unary, type CallContext, type CallTracker, type ConnectionCalls } from "./unary.js";
 import type { ShimMetrics } from "./metrics.js";
@@ -202,6 +203,11 @@ export interface ShimServiceOptions {
   metrics?: ShimMetrics;
   /** Told of each Watch message encoded (once per state and kind, whatever the number of watchers); for tests. */
   onWatchEncode?: (ev: WatchEvent) => void;
+  /**
+   * One full garbage collection once a burst of Watch streams has ended (see
+   * {@link HeapReleaser}); on by default, `false` turns it off.
+   */
+  heapRelease?: HeapReleaserOptions | false;
 }
 
 /**
@@ -261,6 +267,17 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
   const observer = metrics;
   const watches = new WatchLimits(opts.limits?.maxWatches ?? Infinity, opts.limits?.maxWatchesPerConnection ?? Infinity);
   const encoder = new WatchEncoder(opts.onWatchEncode);
+  const releaser =
+    opts.heapRelease === false
+      ? undefined
+      : new HeapReleaser({
+          onRelease: (r) =>
+            log.debug(
+              { pauseMs: Math.round(r.pauseMs * 10) / 10, heapMiBBefore: r.heapBefore >> 20, heapMiBAfter: r.heapAfter >> 20, usedMiBAfter: r.usedAfter >> 20 },
+              "watch streams ended: full garbage collection, freed heap pages returned to the system",
+            ),
+          ...opts.heapRelease,
+        });
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });
@@ -337,6 +354,8 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
           release();
           throw e;
         }
+        releaser?.opened();
+        let closed = false;
         return {
           next: () => {
             const ev = sub.take();
@@ -351,6 +370,8 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceServer &
           close: () => {
             release();
             sub.close();
+            if (!closed) releaser?.ended();
+            closed = true;
           },
         };
       },
