@@ -98,6 +98,8 @@ export interface BenchConfig {
   watchIdleMs: number;
   /** Watch-all streams opened at once, and how long after their end RSS is read, in ms. */
   watchStreams: number;
+  /** WatchRequest.max_batch of the batched run of the same streams (after the default, unbatched one). */
+  watchBatch: number;
   watchSettleMs: number;
 }
 
@@ -125,6 +127,7 @@ export const QUICK: BenchConfig = {
   watchRounds: 1000,
   watchIdleMs: 2000,
   watchStreams: 200,
+  watchBatch: 1024,
   watchSettleMs: 3000,
 };
 
@@ -152,6 +155,7 @@ export const FULL: BenchConfig = {
   watchRounds: 3000,
   watchIdleMs: 5000,
   watchStreams: 200,
+  watchBatch: 1024,
   watchSettleMs: 5000,
 };
 

@@ -8,11 +8,11 @@ import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WatchResponse } from "../../gen/ts/runcshim/v1/shim.js";
+import { WatchRequest, WatchResponse } from "../../gen/ts/runcshim/v1/shim.js";
 import { createShimClient, ShimError, WatchQueue, type ShimClient, type WatchEventView } from "../../src/client/client.js";
 import { StateRoot } from "../../src/runtime/container.js";
 import { WatchHub } from "../../src/runtime/watch.js";
-import { createShimService, shimServiceDefinition } from "../../src/server/service.js";
+import { createShimService, encodeWatchBatch, shimServiceDefinition } from "../../src/server/service.js";
 import type { WatchEvent } from "../../src/runtime/watch.js";
 import { spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
 
@@ -116,6 +116,75 @@ describe("Watch over gRPC (in process)", () => {
       for (const c of clients) c.close();
       fs.rmSync(path.join(fake.root, "enc"), { recursive: true, force: true });
     }
+  });
+
+  it("max_batch: the same events in the same order, several per message, SYNCED once; changes batched too", async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `batch${String(i).padStart(2, "0")}`);
+    for (const id of ids) writeFakeContainer(fake.root, id, init);
+    const client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
+    const open = (maxBatch: number | undefined) => {
+      const got: Buffer[] = [];
+      const call = client.makeServerStreamRequest(
+        "/runcshim.v1.ShimService/Watch",
+        () => Buffer.from(WatchRequest.encode({ id: "", maxBatch }).finish()),
+        (b: Buffer) => b,
+        {},
+      );
+      call.on("data", (b: Buffer) => got.push(b));
+      call.on("error", () => {});
+      return { got, call };
+    };
+    /** Every event of a stream, each as the bytes of an unbatched WatchResponse. */
+    const events = (msgs: Buffer[], batched: boolean): string[] =>
+      msgs.flatMap((b) => {
+        const m = WatchResponse.decode(b);
+        if (!batched) {
+          expect(m.batch).toBeUndefined();
+          return [b.toString("hex")];
+        }
+        expect(m.kind).toBe(0);
+        expect(m.container).toBeUndefined();
+        expect(m.batch?.events.length).toBeGreaterThan(0);
+        expect(m.batch?.events.length).toBeLessThanOrEqual(7);
+        return (m.batch?.events ?? []).map((e) => Buffer.from(WatchResponse.encode(e).finish()).toString("hex"));
+      });
+    const until = async (pred: () => boolean) => {
+      const t0 = Date.now();
+      while (!pred()) {
+        if (Date.now() - t0 > 3000) throw new Error("timed out");
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const SYNCED = Buffer.from([0x08, 0x02]).toString("hex");
+    try {
+      const plain = open(undefined);
+      const batched = open(7);
+      await until(() => events(plain.got, false).includes(SYNCED) && events(batched.got, true).includes(SYNCED));
+      const a = events(plain.got, false);
+      const b = events(batched.got, true);
+      expect(b).toEqual(a); // byte for byte the same events, in the same order
+      expect(b.filter((e) => e === SYNCED)).toHaveLength(1);
+      expect(b.at(-1)).toBe(SYNCED);
+      expect(b.length).toBeGreaterThanOrEqual(ids.length + 1);
+      expect(batched.got.length).toBeLessThan(b.length); // several events per message
+      const seen = [plain.got.length, batched.got.length];
+      for (const id of ids.slice(0, 10)) fs.rmSync(path.join(fake.root, id, "exec.fifo")); // ten starts
+      await until(() => events(plain.got.slice(seen[0]), false).length >= 10 && events(batched.got.slice(seen[1]), true).length >= 10);
+      const changes = events(batched.got.slice(seen[1]), true).map((h) => WatchResponse.decode(Buffer.from(h, "hex")));
+      expect(changes.map((c) => [c.kind, c.container?.id]).sort()).toEqual(ids.slice(0, 10).map((id) => [4, id]).sort());
+      plain.call.cancel();
+      batched.call.cancel();
+    } finally {
+      client.close();
+      for (const id of ids) fs.rmSync(path.join(fake.root, id), { recursive: true, force: true });
+    }
+  });
+
+  it("encodeWatchBatch makes what the generated code decodes as a WatchBatch", () => {
+    const one = Buffer.from(WatchResponse.encode({ kind: 1, container: { id: "x".repeat(200), result: undefined } }).finish());
+    const synced = Buffer.from(WatchResponse.encode({ kind: 2 }).finish());
+    const m = WatchResponse.decode(encodeWatchBatch([one, synced, one]));
+    expect(m.batch?.events.map((e) => [e.kind, e.container?.id.length])).toEqual([[1, 200], [2, undefined], [1, 200]]);
   });
 
   it("a consumer that is slow while its process keeps reading the socket gets the latest state of each container", async () => {
