@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { RuntimeError } from "../../src/runtime/errors.js";
 import {
   CGROUP2_SUPER_MAGIC,
+  KeptCgroupFiles,
   freezerStateV1,
   freezerStateV2,
   readCgroupFile,
@@ -106,6 +107,32 @@ describe("cgroup files must lie on a cgroup filesystem (statfs)", () => {
       } finally {
         fs.rmdirSync(child);
         fs.rmdirSync(parent);
+      }
+    },
+  );
+
+  it.runIf(process.getuid?.() === 0 && fs.existsSync(path.join(v1, "freezer.state")) === false && fs.existsSync(v1))(
+    "KeptCgroupFiles re-reads a kept fd (pread): sees FROZEN and THAWED, never holds the cgroup, and is absent once it is removed",
+    () => {
+      const dir = path.join(v1, `rs-kept-test-${process.pid}`);
+      fs.mkdirSync(dir);
+      const kept = new KeptCgroupFiles();
+      try {
+        expect(freezerStateV1(dir, kept.read)).toBe("thawed");
+        expect(kept.size).toBe(1);
+        fs.writeFileSync(path.join(dir, "freezer.state"), "FROZEN");
+        expect(freezerStateV1(dir, kept.read)).toBe("frozen");
+        fs.writeFileSync(path.join(dir, "freezer.state"), "THAWED");
+        expect(freezerStateV1(dir, kept.read)).toBe("thawed");
+        fs.writeFileSync(path.join(dir, "freezer.state"), "FROZEN");
+        expect(freezerStateV1(dir, kept.read)).toBe("frozen");
+        expect(kept.size).toBe(2); // freezer.state and freezer.self_freezing, each opened once and re-read
+        fs.rmdirSync(dir); // an open fd does not hold the cgroup
+        expect(freezerStateV1(dir, kept.read)).toBe("undefined");
+      } finally {
+        kept.close();
+        expect(kept.size).toBe(0);
+        if (fs.existsSync(dir)) fs.rmdirSync(dir);
       }
     },
   );
