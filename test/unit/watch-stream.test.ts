@@ -180,6 +180,30 @@ describe("Watch over gRPC (in process)", () => {
     }
   });
 
+  it("the typed client's watch() with maxBatch yields the same events as without", async () => {
+    const ids = ["tb1", "tb2", "tb3"];
+    for (const id of ids) writeFakeContainer(fake.root, id, init);
+    try {
+      const read = async (maxBatch?: number) => {
+        const it = shim.watch("", { maxBatch })[Symbol.asyncIterator]();
+        const out: Array<[string, string, string | undefined]> = [];
+        for (;;) {
+          const r = await it.next();
+          if (r.done === true) break;
+          out.push([r.value.kind, r.value.id, r.value.state?.status]);
+          if (r.value.kind === "synced") break;
+        }
+        await it.return?.();
+        return out;
+      };
+      const plain = await read();
+      expect(await read(4)).toEqual(plain);
+      expect(plain.map((e) => e[1])).toEqual(expect.arrayContaining(ids));
+    } finally {
+      for (const id of ids) fs.rmSync(path.join(fake.root, id), { recursive: true, force: true });
+    }
+  });
+
   it("encodeWatchBatch makes what the generated code decodes as a WatchBatch", () => {
     const one = Buffer.from(WatchResponse.encode({ kind: 1, container: { id: "x".repeat(200), result: undefined } }).finish());
     const synced = Buffer.from(WatchResponse.encode({ kind: 2 }).finish());
