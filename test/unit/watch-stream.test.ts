@@ -4,6 +4,8 @@
  * cancel: resources released; root gone: FAILED_PRECONDITION with details).
  */
 import fs from "node:fs";
+import http2 from "node:http2";
+import net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
@@ -200,6 +202,63 @@ describe("Watch over gRPC (in process)", () => {
       expect(await read(4)).toEqual(plain);
       expect(plain.map((e) => e[1])).toEqual(expect.arrayContaining(ids));
     } finally {
+      for (const id of ids) fs.rmSync(path.join(fake.root, id), { recursive: true, force: true });
+    }
+  });
+
+  it("a batched stream whose reader stops reading holds at most ~128 KiB in grpc-js: the rest waits, merged, in the subscription", async () => {
+    // 300 containers of ~4 KiB each: 64 KiB batches of ~16 events. A reader that never reads
+    // (HTTP/2 flow control: the window is not replenished) blocks the stream; grpc-js alone would
+    // take 16 batches (~256 events, all stale by the time they are read).
+    const ids = Array.from({ length: 300 }, (_, i) => `fc${String(i).padStart(3, "0")}`);
+    for (const id of ids) writeFakeContainer(fake.root, id, init, { annotations: { note: "x".repeat(4096) } });
+    const session = http2.connect("http://localhost", { createConnection: () => net.connect(socket) });
+    try {
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/runcshim.v1.ShimService/Watch",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      const body = Buffer.from(WatchRequest.encode({ id: "", maxBatch: 64 }).finish());
+      const frame = Buffer.alloc(5 + body.length);
+      frame.writeUInt32BE(body.length, 1);
+      body.copy(frame, 5);
+      req.end(frame);
+      req.pause(); // read nothing: the server's writes back up
+      await new Promise((r) => setTimeout(r, 300));
+      for (const id of ids) fs.rmSync(path.join(fake.root, id, "exec.fifo")); // every container starts
+      await new Promise((r) => setTimeout(r, 300)); // the hub sees them all
+      const chunks: Buffer[] = [];
+      req.on("data", (d: Buffer) => chunks.push(d));
+      req.resume();
+      const events: Array<{ kind: number; status: number | undefined }> = [];
+      const t0 = Date.now();
+      while (!events.some((e) => e.kind === 2)) {
+        if (Date.now() - t0 > 5000) throw new Error("no SYNCED");
+        await new Promise((r) => setTimeout(r, 10));
+        const all = Buffer.concat(chunks);
+        events.length = 0;
+        for (let at = 0; at + 5 <= all.length; ) {
+          const len = all.readUInt32BE(at + 1);
+          if (at + 5 + len > all.length) break;
+          const m = WatchResponse.decode(all.subarray(at + 5, at + 5 + len));
+          for (const e of m.batch?.events ?? []) {
+            const r = e.container?.result;
+            events.push({ kind: e.kind, status: r?.$case === "state" ? r.value.status : undefined });
+          }
+          at += 5 + len;
+        }
+      }
+      const initial = events.filter((e) => e.kind === 1);
+      expect(initial).toHaveLength(ids.length + 1); // c1 too
+      const stale = initial.filter((e) => e.status === 1).length; // created: taken before the starts
+      // What HTTP/2 let through (a 64 KiB window) plus at most 128 KiB in grpc-js, and one batch: well under 256.
+      expect(stale).toBeLessThan(120);
+      expect(initial.filter((e) => e.status === 2).length).toBeGreaterThan(ids.length - 120);
+      req.close();
+    } finally {
+      session.destroy();
       for (const id of ids) fs.rmSync(path.join(fake.root, id), { recursive: true, force: true });
     }
   });
