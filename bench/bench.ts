@@ -98,6 +98,8 @@ export interface BenchConfig {
   watchIdleMs: number;
   /** Watch-all streams opened at once, and how long after their end RSS is read, in ms. */
   watchStreams: number;
+  /** WatchRequest.max_batch of the batched run of the same streams (after the default, unbatched one). */
+  watchBatch: number;
   watchSettleMs: number;
 }
 
@@ -125,6 +127,7 @@ export const QUICK: BenchConfig = {
   watchRounds: 1000,
   watchIdleMs: 2000,
   watchStreams: 200,
+  watchBatch: 1024,
   watchSettleMs: 3000,
 };
 
@@ -152,6 +155,7 @@ export const FULL: BenchConfig = {
   watchRounds: 3000,
   watchIdleMs: 5000,
   watchStreams: 200,
+  watchBatch: 1024,
   watchSettleMs: 5000,
 };
 
@@ -228,24 +232,26 @@ function onSignal(signal: NodeJS.Signals): void {
   void cleanup().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
 }
 
-function parseArgs(argv: string[]): { config: BenchConfig; out: string; tmp: string } {
+function parseArgs(argv: string[]): { config: BenchConfig; out: string; tmp: string; onlyWatch: boolean } {
   let config = FULL;
   let out = DEFAULT_OUT;
   let tmp = defaultTempBase();
+  let onlyWatch = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--quick") config = QUICK;
+    else if (a === "--only-watch") onlyWatch = true;
     else if (a === "--out") out = path.resolve(argv[++i] ?? "");
     else if (a === "--tmp") tmp = path.resolve(argv[++i] ?? "");
     else if (a === "--help" || a === "-h") {
-      process.stdout.write("usage: node dist/bench/bench.js [--quick] [--out FILE] [--tmp DIR]\n");
+      process.stdout.write("usage: node dist/bench/bench.js [--quick] [--only-watch] [--out FILE] [--tmp DIR]\n");
       process.exit(0);
     } else {
       process.stderr.write(`bench: unknown argument ${a}\n`);
       process.exit(2);
     }
   }
-  return { config, out, tmp };
+  return { config, out, tmp, onlyWatch };
 }
 
 /** Calls per second of the summed windows. */
@@ -266,7 +272,7 @@ function merge(into: RoundsResult, from: RoundsResult): void {
 }
 
 async function main(): Promise<number> {
-  const { config, out, tmp } = parseArgs(process.argv.slice(2));
+  const { config, out, tmp, onlyWatch } = parseArgs(process.argv.slice(2));
   const why = runcUnavailable();
   if (why !== undefined) {
     process.stderr.write(`bench: ${why}\n`);
@@ -286,6 +292,7 @@ async function main(): Promise<number> {
   fs.mkdirSync(root, { mode: 0o700 });
   const bundle = makeBundle(path.join(dir, "bundle"));
   const fx = { dir, root, bundle };
+  if (onlyWatch) return watchOnly(config, fx, out);
   const created = Array.from({ length: REAL_PER_STATUS }, () => uniqueId("bc"));
   const running = Array.from({ length: REAL_PER_STATUS }, () => uniqueId("br"));
   const startShim = Array.from({ length: config.startPairs }, () => uniqueId("bs"));
@@ -711,6 +718,32 @@ async function main(): Promise<number> {
   process.stdout.write(`${lines.join("\n")}\n`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify({ meta, rows, targets, summaries }, null, 2)}\n`);
+  return 0;
+}
+
+/**
+ * `--only-watch`: section 5 alone (no containers of sections 0-4 are made),
+ * printing its rows and targets; for iterating on Watch. Its JSON goes to
+ * `out` as the full run's does, with only section 5 in it.
+ */
+async function watchOnly(config: BenchConfig, fx: { dir: string; bundle: string }, out: string): Promise<number> {
+  worker = new Worker();
+  const watch = await watchSection({ config, worker, registry, servers, lives, dir: fx.dir, bundle: fx.bundle, log });
+  log("cleaning up");
+  await cleanup();
+  const lines = [
+    "",
+    `runc-shim benchmark, section 5 only (${config.mode}): node ${process.version}, ${os.cpus().length} cores; 1-min load average ${os.loadavg()[0]!.toFixed(2)} at end`,
+    "",
+    renderTable(watch.rows, SECTION_TITLES),
+    "",
+    "targets:",
+    renderTargets(watch.targets),
+  ];
+  if (watch.stderr !== "") lines.push(`watch server stderr (warn and above):\n${watch.stderr}`);
+  process.stdout.write(`${lines.join("\n")}\n`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify({ meta: { mode: config.mode, onlyWatch: true, config }, rows: watch.rows, targets: watch.targets, summaries: { watch: watch.summary } }, null, 2)}\n`);
   return 0;
 }
 

@@ -14,7 +14,7 @@ import { spawn } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { createShimClient, STATUS_NAMES, type ShimClient } from "../src/client/client.js";
-import { WatchResponse, type StateResponse } from "../gen/ts/runcshim/v1/shim.js";
+import { WatchRequest, WatchResponse, type StateResponse } from "../gen/ts/runcshim/v1/shim.js";
 import type {
   Probe,
   RoundsResult,
@@ -316,7 +316,37 @@ const SYNCED_BYTES = Buffer.from([0x08, 0x02]);
  * had its SYNCED message. Without `decode`, messages are counted as raw bytes
  * (the client then costs little next to the server).
  */
-async function watchOpen(name: string, socket: string, streams: number, connections: number, decode: boolean): Promise<WatchOpenResult> {
+/**
+ * The events of a raw batched message (`WatchResponse { batch = 3: WatchBatch { events = 1 } }`),
+ * walked without decoding them: how many, and whether one is SYNCED.
+ */
+function batchEvents(b: Buffer): { n: number; synced: boolean } {
+  const varint = (at: number): [number, number] => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      const x = b[at++]!;
+      v += (x & 0x7f) * mul;
+      if (x < 0x80) return [v, at];
+      mul *= 128;
+    }
+  };
+  if (b[0] !== 0x1a) throw new Error("a message of a batched watch is not a batch");
+  let [len, at] = varint(1);
+  const end = at + len;
+  let n = 0;
+  let synced = false;
+  while (at < end) {
+    if (b[at] !== 0x0a) throw new Error("unexpected field in a WatchBatch");
+    [len, at] = varint(at + 1);
+    n++;
+    if (len === 2 && b[at] === 0x08 && b[at + 1] === 0x02) synced = true;
+    at += len;
+  }
+  return { n, synced };
+}
+
+async function watchOpen(name: string, socket: string, streams: number, connections: number, decode: boolean, maxBatch?: number): Promise<WatchOpenResult> {
   const clients = Array.from({ length: connections }, () =>
     new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "grpc.max_receive_message_length": 64 << 20 }),
   );
@@ -324,22 +354,36 @@ async function watchOpen(name: string, socket: string, streams: number, connecti
   watches.set(name, entry);
   const t0 = performance.now();
   let messages = 0;
+  let events = 0;
+  const request = maxBatch === undefined ? Buffer.alloc(0) : Buffer.from(WatchRequest.encode({ id: "", maxBatch }).finish());
   const syncedMs = await Promise.all(
     Array.from({ length: streams }, (_, i) =>
       new Promise<number>((resolve, reject) => {
-        const call = clients[i % connections]!.makeServerStreamRequest("/runcshim.v1.ShimService/Watch", () => Buffer.alloc(0), (b: Buffer) => b, {});
+        const call = clients[i % connections]!.makeServerStreamRequest("/runcshim.v1.ShimService/Watch", () => request, (b: Buffer) => b, {});
         entry.calls.push(call);
         let synced = false;
         call.on("data", (b: Buffer) => {
           if (!synced) messages++;
           if (decode) {
             const m = WatchResponse.decode(b);
-            entry.onMessage?.(m, performance.now());
-            if (!synced && m.kind === 2) {
+            const all = m.batch !== undefined ? m.batch.events : [m];
+            if (!synced) events += all.length;
+            for (const e of all) {
+              entry.onMessage?.(e, performance.now());
+              if (!synced && e.kind === 2) {
+                synced = true;
+                resolve(performance.now() - t0);
+              }
+            }
+          } else if (maxBatch !== undefined) {
+            if (synced) return;
+            const r = batchEvents(b);
+            events += r.n;
+            if (r.synced) {
               synced = true;
               resolve(performance.now() - t0);
             }
-          } else if (!synced && b.equals(SYNCED_BYTES)) {
+          } else if (!synced && (events++, b.equals(SYNCED_BYTES))) {
             synced = true;
             resolve(performance.now() - t0);
           }
@@ -350,7 +394,7 @@ async function watchOpen(name: string, socket: string, streams: number, connecti
       }),
     ),
   );
-  return { syncedMs, messages };
+  return { syncedMs, messages, events };
 }
 
 /**
@@ -403,7 +447,7 @@ async function handle(req: WorkerRequest): Promise<unknown> {
     case "list":
       return listTimes(conn(req.conn), req.root, req.reps, req.runcReps, req.expect);
     case "watchOpen":
-      return watchOpen(req.name, req.socket, req.streams, req.connections, req.decode);
+      return watchOpen(req.name, req.socket, req.streams, req.connections, req.decode, req.maxBatch);
     case "watchKill":
       return watchKill(req.name, req.root, req.ids);
     case "watchClose": {

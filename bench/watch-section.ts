@@ -13,6 +13,7 @@
  * `config.watchStreams` watch-all streams at once (time to SYNCED, server RSS
  * before, while open, and after they are cancelled).
  */
+import fs from "node:fs";
 import path from "node:path";
 import { uniqueId } from "../scripts/lib/runc.js";
 import { LOOP_DELAY_ENV } from "../src/serve.js";
@@ -49,6 +50,18 @@ export interface WatchSectionResult {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** With RUNC_SHIM_BENCH_WATCH_SMAPS=DIR, copies the server's /proc/PID/smaps to DIR/smaps-<when> (where its RSS lies: V8 heap, malloc arenas, ...). */
+function dumpSmaps(pid: number, when: string): void {
+  const dir = process.env.RUNC_SHIM_BENCH_WATCH_SMAPS;
+  if (dir === undefined || dir === "") return;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `smaps-${when}`), fs.readFileSync(`/proc/${pid}/smaps`));
+  } catch {
+    // gone
+  }
+}
+
 /** The `loop-delay` lines the server wrote since `from` (an offset into its stderr). */
 function loopDelays(stderr: string, from: number): Array<{ p50: number; p99: number; max: number; n: number }> {
   return stderr
@@ -84,6 +97,8 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
     socket: path.join(ctx.dir, "watch.sock"),
     env: { [LOOP_DELAY_ENV]: "250" },
     serveArgs: ["--max-watches-per-connection", "256", "--max-watches", "1024"],
+    // RUNC_SHIM_BENCH_WATCH_NODE_ARGS: node flags for this server (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"), for profiling it.
+    nodeArgs: (process.env.RUNC_SHIM_BENCH_WATCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
   });
   ctx.servers.add(srv);
   await worker.request({ op: "connect", name: "watch", socket: srv.socket });
@@ -125,6 +140,7 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
 
   // ---- Many watch-all streams at once.
   const rssBefore = rssMiB(srv.pid);
+  dumpSmaps(srv.pid, "before");
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(srv.pid))), 100);
   let many: WatchOpenResult | undefined;
@@ -143,10 +159,39 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
     clearInterval(sampler);
   }
   const rssOpen = rssMiB(srv.pid);
+  dumpSmaps(srv.pid, "open");
   await worker.request({ op: "watchClose", name: "many" });
-  await sleep(config.watchSettleMs);
+  // RSS every 500 ms while settling (in the JSON summary: how fast, if at all, the server gives memory back).
+  const settleMs = Number(process.env.RUNC_SHIM_BENCH_WATCH_SETTLE_MS ?? config.watchSettleMs);
+  const rssSettling: number[] = [];
+  for (let t = 0; t < settleMs; t += 500) {
+    await sleep(Math.min(500, settleMs - t));
+    rssSettling.push(Math.round(rssMiB(srv.pid) * 10) / 10);
+  }
+  log(`section 5: RSS every 500 ms after the cancel: ${rssSettling.join(" ")}`);
   const rssAfter = rssMiB(srv.pid);
+  dumpSmaps(srv.pid, "after");
+  if (process.env.RUNC_SHIM_BENCH_WATCH_SNAPSHOT_SIGNAL !== undefined) {
+    // Diagnosis: the server runs with --heapsnapshot-signal=SIG (RUNC_SHIM_BENCH_WATCH_NODE_ARGS); a snapshot begins with a full GC.
+    process.kill(srv.pid, process.env.RUNC_SHIM_BENCH_WATCH_SNAPSHOT_SIGNAL as NodeJS.Signals);
+    await sleep(15_000);
+    log(`section 5: RSS after a heap snapshot (and its full GC): ${rssMiB(srv.pid).toFixed(1)} MiB`);
+    dumpSmaps(srv.pid, "after-snapshot");
+  }
   if (many === undefined) throw new Error("the watch-all streams did not open");
+
+  // ---- The same streams again, batched (WatchRequest.max_batch): the opt-in for a manager that syncs many containers.
+  await sleep(1000);
+  const cpuB0 = { server: cpuTimes(srv.pid)?.selfMs ?? Number.NaN, client: cpuTimes(worker.pid)?.selfMs ?? Number.NaN };
+  const batched = await worker.request({ op: "watchOpen", name: "batched", socket: srv.socket, streams: config.watchStreams, connections: Math.ceil(config.watchStreams / 50), decode: false, maxBatch: config.watchBatch });
+  const cpuBatched = {
+    server: ((cpuTimes(srv.pid)?.selfMs ?? Number.NaN) - cpuB0.server) / 1000,
+    client: ((cpuTimes(worker.pid)?.selfMs ?? Number.NaN) - cpuB0.client) / 1000,
+  };
+  const rssBatched = rssMiB(srv.pid);
+  await worker.request({ op: "watchClose", name: "batched" });
+  const batchedSync = summarize(batched.syncedMs);
+  log(`section 5: ${config.watchStreams} batched streams (max_batch ${config.watchBatch}) synced in ${(batchedSync.max / 1000).toFixed(1)} s (${batched.messages} messages, ${batched.events} events)`);
   const manySync = summarize(many.syncedMs);
   log(`section 5: ${config.watchStreams} streams synced in ${(manySync.max / 1000).toFixed(1)} s; RSS ${rssBefore.toFixed(0)} → peak ${rssPeak.toFixed(0)} → ${rssAfter.toFixed(0)} MiB`);
 
@@ -179,9 +224,10 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
     shimOnlyRow(5, "watch.sync.one", "first watch-all synced", "ms", firstSyncMs, `${first.messages} messages`),
     shimOnlyRow(5, "watch.kill.max", "runc kill seen by the watch, max", "ms", ks.max, `${ks.n} kills, p50 ${ks.p50.toFixed(1)} ms`),
     shimOnlyRow(5, "watch.sync.many", `${config.watchStreams} watch-alls synced (last)`, "s", manySync.max / 1000, `${many.messages} messages; first ${(manySync.min / 1000).toFixed(1)} s; CPU s server ${cpuMany.server.toFixed(1)}, client ${cpuMany.client.toFixed(1)}`),
+    shimOnlyRow(5, "watch.sync.batched", `${config.watchStreams} watch-alls synced, max_batch ${config.watchBatch} (last)`, "s", batchedSync.max / 1000, `${batched.messages} messages, ${batched.events} events; CPU s server ${cpuBatched.server.toFixed(1)}, client ${cpuBatched.client.toFixed(1)}; RSS ${rssBatched.toFixed(0)} MiB once synced`),
     shimOnlyRow(5, "watch.rss.before", `server RSS before the ${config.watchStreams}`, "MiB", rssBefore, "VmRSS"),
     shimOnlyRow(5, "watch.rss.open", `server RSS, ${config.watchStreams} open (peak)`, "MiB", rssPeak, `1 s after the last synced: ${rssOpen.toFixed(0)}`),
-    shimOnlyRow(5, "watch.rss.after", `server RSS after they ended`, "MiB", rssAfter, `${config.watchSettleMs} ms after the cancel`),
+    shimOnlyRow(5, "watch.rss.after", `server RSS after they ended`, "MiB", rssAfter, `${settleMs} ms after the cancel`),
   ];
   const targets: TargetResult[] = [
     {
@@ -192,6 +238,11 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
     { name: "event-loop delay p99 ≤ 10 ms with the watch-all open", pass: worstP99 <= 10, detail: `worst 250 ms window ${worstP99.toFixed(2)} ms, median ${medianP99.toFixed(2)} ms` },
     { name: "runc kill seen by the watch within 100 ms", pass: ks.max <= 100, detail: `max ${ks.max.toFixed(1)} ms over ${ks.n} kills` },
     { name: `${config.watchStreams} watch-all streams on ${N} containers synced within 10 s`, pass: manySync.max <= 10_000, detail: `${(manySync.max / 1000).toFixed(2)} s` },
+    {
+      name: `the same ${config.watchStreams} streams with max_batch ${config.watchBatch} (opt-in) synced within 10 s`,
+      pass: batchedSync.max <= 10_000,
+      detail: `${(batchedSync.max / 1000).toFixed(2)} s (${batched.messages} messages)`,
+    },
     { name: `RSS ≤ 300 MiB with ${config.watchStreams} watch-alls open`, pass: rssPeak <= 300, detail: `peak ${rssPeak.toFixed(0)} MiB` },
     {
       name: "RSS back to its baseline after they end (within 10 %)",
@@ -208,6 +259,6 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
     rows,
     targets,
     stderr,
-    summary: { noWatch: { shim: a, floor: fa }, withWatch: { shim: b, floor: fb }, loopDelay: delays, idleCpuPct, firstSyncMs, killMs, manySyncedMs: manySync, manyCpuSeconds: cpuMany, rss: { before: rssBefore, peak: rssPeak, open: rssOpen, after: rssAfter } },
+    summary: { noWatch: { shim: a, floor: fa }, withWatch: { shim: b, floor: fb }, loopDelay: delays, idleCpuPct, firstSyncMs, killMs, manySyncedMs: manySync, manyCpuSeconds: cpuMany, batched: { maxBatch: config.watchBatch, syncedMs: batchedSync, messages: batched.messages, events: batched.events, cpuSeconds: cpuBatched, rssMiB: rssBatched }, rss: { before: rssBefore, peak: rssPeak, open: rssOpen, after: rssAfter, settlingEvery500ms: rssSettling } },
   };
 }

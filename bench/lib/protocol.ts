@@ -58,6 +58,8 @@ export type WorkerRequest =
       connections: number;
       /** Decode the messages (needed by watchKill) instead of counting raw bytes. */
       decode: boolean;
+      /** WatchRequest.max_batch (unset: one event per message, the default stream). */
+      maxBatch?: number;
     }
   | { seq: number; op: "watchKill"; name: string; root: string; ids: string[] }
   | { seq: number; op: "watchClose"; name: string }
@@ -69,6 +71,8 @@ export interface WatchOpenResult {
   syncedMs: number[];
   /** Messages received by all streams up to their SYNCED. */
   messages: number;
+  /** Events received by all streams up to their SYNCED (= messages without batching). */
+  events: number;
 }
 
 /** Distributes `Omit` over the union, so each request can be written without `seq`. */

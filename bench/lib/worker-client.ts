@@ -19,7 +19,9 @@ export class Worker {
   private exitError: Error | undefined;
 
   constructor() {
-    this.proc = fork(WORKER, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [] });
+    // RUNC_SHIM_BENCH_WORKER_NODE_ARGS: node flags for the worker (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"), for profiling the client.
+    const execArgv = (process.env.RUNC_SHIM_BENCH_WORKER_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+    this.proc = fork(WORKER, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
     if (this.proc.pid === undefined) throw new Error("could not fork the client worker");
     this.pid = this.proc.pid;
     this.proc.on("message", (m: WorkerReply) => {

@@ -117,6 +117,12 @@ export interface WatchEventView extends ContainerEntryView {
 export interface WatchOptions {
   /** Ends the watch when aborted: the iteration then simply finishes. */
   signal?: AbortSignal;
+  /**
+   * `WatchRequest.max_batch`: above 1, the server may send up to that many
+   * events per message (fewer messages to sync a large root); the iteration
+   * yields the same events either way. Unset: one event per message.
+   */
+  maxBatch?: number;
 }
 
 const EVENT_KIND_NAMES: Record<number, WatchEventKindName> = {
@@ -482,7 +488,7 @@ export function createShimClient(address: string, options: ShimClientOptions = {
     async *watch(id = "", opts = {}) {
       const signal = opts.signal;
       if (signal?.aborted) return;
-      const stream = raw.watch({ id });
+      const stream = raw.watch({ id, maxBatch: opts.maxBatch ?? 0 });
       // grpc-js reads the socket whether or not we consume, so messages are merged here as the
       // server merges them for a stream that is not writable: one pending event per container.
       const pending = new WatchQueue();
@@ -493,8 +499,10 @@ export function createShimClient(address: string, options: ShimClientOptions = {
         wake = undefined;
       };
       stream.on("data", (m: WatchResponse) => {
-        const ev = watchEventView(m);
-        if (ev !== undefined) pending.push(ev);
+        for (const one of m.batch !== undefined ? m.batch.events : [m]) {
+          const ev = watchEventView(one);
+          if (ev !== undefined) pending.push(ev);
+        }
         poke();
       });
       stream.on("error", (e: unknown) => {

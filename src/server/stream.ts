@@ -22,7 +22,7 @@ export interface MessageSource<T> {
 }
 
 /** Options of {@link serverStream}. */
-export interface StreamOptions<Req> {
+export interface StreamOptions<Req, Res = unknown> {
   /** The RPC name for logs, e.g. `Watch`. */
   rpc: string;
   /** The server's logger; each call gets a child of it. */
@@ -33,6 +33,15 @@ export interface StreamOptions<Req> {
   connections?: ConnectionCalls;
   /** Told when the stream opens and how it ends (metrics). */
   observer?: CallObserver;
+  /**
+   * Bound of the bytes written to grpc-js but not yet taken by http2, with
+   * {@link StreamOptions.messageBytes}: past it the adapter stops taking
+   * messages until writes complete, as it does on `write() === false`
+   * (grpc-js's own bound counts 16 messages, whatever their size).
+   */
+  maxBufferedBytes?: number;
+  /** The size of a message, in bytes, for {@link StreamOptions.maxBufferedBytes} (0: not counted, e.g. small ones). */
+  messageBytes?: (msg: Res) => number;
 }
 
 /**
@@ -53,7 +62,7 @@ export interface StreamOptions<Req> {
  *   `observer` is told then too (and when the source opened).
  */
 export function serverStream<Req, Res>(
-  opts: StreamOptions<Req>,
+  opts: StreamOptions<Req, Res>,
   open: (req: Req, ctx: { log: Logger; peer: string }) => MessageSource<Res>,
 ): handleServerStreamingCall<Req, Res> {
   return (call: ServerWritableStream<Req, Res>) => {
@@ -66,6 +75,10 @@ export function serverStream<Req, Res>(
     let finished = false;
     let waitingDrain = false;
     let messages = 0;
+    /** Bytes written and not yet taken by http2 (with maxBufferedBytes). */
+    let buffered = 0;
+    let waitingBytes = false;
+    const maxBuffered = opts.messageBytes !== undefined ? (opts.maxBufferedBytes ?? Infinity) : Infinity;
     let closeObserved: (() => void) | undefined;
 
     const onDrain = (): void => {
@@ -113,13 +126,30 @@ export function serverStream<Req, Res>(
     };
 
     const pump = (): void => {
-      if (finished || waitingDrain || source === undefined) return;
+      if (finished || waitingDrain || waitingBytes || source === undefined) return;
       try {
         for (;;) {
+          if (buffered >= maxBuffered) {
+            waitingBytes = true;
+            return;
+          }
           const msg = source.next();
           if (msg === undefined) break;
           messages++;
-          if (!call.write(msg)) {
+          const size = maxBuffered === Infinity ? 0 : (opts.messageBytes as (m: Res) => number)(msg);
+          let accepted: boolean;
+          if (size === 0) accepted = call.write(msg);
+          else {
+            buffered += size;
+            accepted = call.write(msg, () => {
+              buffered -= size;
+              if (waitingBytes && buffered < maxBuffered) {
+                waitingBytes = false;
+                pump();
+              }
+            });
+          }
+          if (!accepted) {
             waitingDrain = true;
             call.once("drain", onDrain);
             return;

@@ -70,6 +70,7 @@ const WATCH_ROWS: Array<[string, number]> = [
   ["first watch-all synced", 1],
   ["runc kill seen by the watch, max", 1],
   ["200 watch-alls synced (last)", 1],
+  ["200 watch-alls synced, max_batch 1024 (last)", 1],
   ["server RSS before the 200", 1],
   ["server RSS, 200 open (peak)", 1],
   ["server RSS after they ended", 1],
@@ -107,7 +108,7 @@ describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
       const r = await run(["--quick", "--out", out], 150_000);
       expect(r.code, r.stderr).toBe(0);
       for (const label of [...ROWS, ...WATCH_FIGURES.keys()]) expect(r.stdout).toContain(label);
-      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(19);
+      expect(r.stdout.match(/^(PASS|FAIL) {2}/gm)).toHaveLength(20);
 
       const json = JSON.parse(fs.readFileSync(out, "utf8")) as BenchJson;
       expect(json.meta).toMatchObject({ mode: "quick", serverLogLevel: "warn" });
@@ -123,7 +124,7 @@ describe.skipIf(skipRunc())("npm run bench -- --quick", () => {
           expect(v, row.label).toBeGreaterThan(0);
         }
       }
-      expect(json.targets).toHaveLength(19);
+      expect(json.targets).toHaveLength(20);
       for (const t of json.targets) expect(typeof t.pass).toBe("boolean");
       // Everything it made is gone: the temporary dir held every state root.
       expect(fs.existsSync(json.meta.tempDir)).toBe(false);

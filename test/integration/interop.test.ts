@@ -694,7 +694,7 @@ const SHIM_METHODS = {
   Start: { input: "runcshim.v1.StartRequest", output: "runcshim.v1.StartResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
   State: { input: "runcshim.v1.StateRequest", output: "runcshim.v1.StateResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: false },
   List: { input: "runcshim.v1.ListRequest", output: "runcshim.v1.ListResponse", inputFields: {}, clientStreaming: false, serverStreaming: false },
-  Watch: { input: "runcshim.v1.WatchRequest", output: "runcshim.v1.WatchResponse", inputFields: { id: 1 }, clientStreaming: false, serverStreaming: true },
+  Watch: { input: "runcshim.v1.WatchRequest", output: "runcshim.v1.WatchResponse", inputFields: { id: 1, max_batch: 2 }, clientStreaming: false, serverStreaming: true },
   Create: {
     input: "runcshim.v1.CreateRequest",
     output: "runcshim.v1.CreateResponse",

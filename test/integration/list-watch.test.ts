@@ -305,9 +305,12 @@ describe("Watch with a reader that falls behind", () => {
     fake?.cleanup();
   });
 
-  it("gets the latest state of each container, not every change, and the server queues no backlog", async () => {
+  it.each([
+    ["one event per message", undefined, "c"],
+    ["batched (max_batch 64)", 64, "b"],
+  ] as const)("gets the latest state of each container, not every change, and the server queues no backlog: %s", async (_name, maxBatch, prefix) => {
     const n = 200;
-    const ids = Array.from({ length: n }, (_, i) => `c${String(i).padStart(3, "0")}`);
+    const ids = Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(3, "0")}`);
     // 4 KiB of annotations per message, so the socket buffers hold few of them.
     for (const id of ids) writeFakeContainer(fake.root, id, init, { annotations: { note: "x".repeat(4096) } });
     // The reader is a process of its own that we stop (SIGSTOP): it then reads nothing at all,
@@ -320,9 +323,11 @@ describe("Watch with a reader that falls behind", () => {
         "--input-type=module",
         "-e",
         `import { createShimClient } from ${JSON.stringify(client)};
-         for await (const ev of createShimClient(process.argv[1]).watch(""))
+         const maxBatch = process.argv[2] === "" ? undefined : Number(process.argv[2]);
+         for await (const ev of createShimClient(process.argv[1]).watch("", { maxBatch }))
            process.stdout.write(ev.kind + " " + ev.id + " " + (ev.state?.status ?? "") + "\\n");`,
         server.socket,
+        String(maxBatch ?? ""),
       ],
       { stdio: ["ignore", "pipe", "inherit"] },
     );
@@ -367,6 +372,7 @@ describe("Watch with a reader that falls behind", () => {
         process.kill(reader.pid as number, "SIGCONT");
         reader.kill("SIGKILL");
       }
+      for (const id of ids) fs.rmSync(path.join(fake.root, id), { recursive: true, force: true });
     }
   });
 });

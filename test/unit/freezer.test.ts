@@ -8,8 +8,10 @@ import {
   freezerStateV1,
   freezerStateV2,
   readCgroupFile,
+  readInCheckedDir,
   type CgroupReader,
 } from "../../src/runtime/freezer.js";
+import { heldFiles } from "../../src/runtime/held-files.js";
 
 /** A reader over plain files: prepared cgroupfs-like fixtures (no statfs check). */
 const fixtureReader: CgroupReader = (file, maxBytes = 64) => {
@@ -106,6 +108,34 @@ describe("cgroup files must lie on a cgroup filesystem (statfs)", () => {
       } finally {
         fs.rmdirSync(child);
         fs.rmdirSync(parent);
+      }
+    },
+  );
+
+  it.runIf(process.getuid?.() === 0 && fs.existsSync(path.join(v1, "freezer.state")) === false && fs.existsSync(v1))(
+    "readInCheckedDir reads through held fds (pread): sees FROZEN and THAWED, never holds the cgroup, and is absent once it is removed",
+    () => {
+      const dir = path.join(v1, `rs-kept-test-${process.pid}`);
+      fs.mkdirSync(dir);
+      const state = path.join(dir, "freezer.state");
+      const self = path.join(dir, "freezer.self_freezing");
+      try {
+        expect(freezerStateV1(dir, readInCheckedDir)).toBe("thawed");
+        expect(heldFiles.files()).toContain(state);
+        fs.writeFileSync(state, "FROZEN");
+        expect(freezerStateV1(dir, readInCheckedDir)).toBe("frozen");
+        fs.writeFileSync(state, "THAWED");
+        expect(freezerStateV1(dir, readInCheckedDir)).toBe("thawed");
+        fs.writeFileSync(state, "FROZEN");
+        expect(freezerStateV1(dir, readInCheckedDir)).toBe("frozen");
+        expect(heldFiles.files()).toEqual(expect.arrayContaining([state, self])); // each opened once and re-read
+        fs.writeFileSync(state, "THAWED");
+        fs.rmdirSync(dir); // an open fd does not hold the cgroup
+        expect(freezerStateV1(dir, readInCheckedDir)).toBe("undefined");
+        expect(heldFiles.files()).not.toContain(state);
+      } finally {
+        heldFiles.dropUnder(dir);
+        if (fs.existsSync(dir)) fs.rmdirSync(dir);
       }
     },
   );

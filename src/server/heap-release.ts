@@ -1,0 +1,117 @@
+import v8 from "node:v8";
+import vm from "node:vm";
+
+/** Options of {@link HeapReleaser}. */
+export interface HeapReleaserOptions {
+  /** How long no Watch stream may open or end before the collection runs, in ms. */
+  quietMs?: number;
+  /**
+   * Least growth of V8's heap (its committed size) since the last check (or
+   * the first stream) that is worth a collection, in bytes. (Its "used" size
+   * is no guide: garbage counts as used until a collection.)
+   */
+  minGrowthBytes?: number;
+  /** Told of each collection done: its pause and the heap's committed size before and after, in ms and bytes. */
+  onRelease?: (r: { pauseMs: number; heapBefore: number; heapAfter: number; usedAfter: number }) => void;
+}
+
+/** {@link HeapReleaserOptions.quietMs} by default: 1 s. */
+export const HEAP_RELEASE_QUIET_MS = 1000;
+/** {@link HeapReleaserOptions.minGrowthBytes} by default: 32 MiB. */
+export const HEAP_RELEASE_MIN_GROWTH_BYTES = 32 << 20;
+
+let gcFunction: (() => void) | undefined | null;
+
+/**
+ * V8's full collection, the `gc` that `--expose-gc` gives, obtained at run
+ * time (the flag is set, a context made to take its `gc`, and the flag unset
+ * again, so no other context sees it); `undefined` if V8 refuses.
+ */
+function fullGc(): (() => void) | undefined {
+  if (gcFunction === undefined) {
+    try {
+      v8.setFlagsFromString("--expose-gc");
+      const fn: unknown = vm.runInNewContext("typeof gc === 'function' ? gc : undefined");
+      gcFunction = typeof fn === "function" ? (fn as () => void) : null;
+    } catch {
+      gcFunction = null;
+    } finally {
+      v8.setFlagsFromString("--no-expose-gc");
+    }
+  }
+  return gcFunction ?? undefined;
+}
+
+/**
+ * Gives the memory of a burst of Watch streams back to the system once they
+ * have ended. Syncing many streams makes V8 promote what it has in flight
+ * (messages queued in grpc-js and http2, their write requests) to the old
+ * generation; once the streams end that is garbage, but an idle server runs
+ * no major collection, and V8 only unmaps its free pages after one, so the
+ * RSS stayed at its peak (measured: 136 → 209 MiB, and still 208 MiB 30 s
+ * later, with 25 MiB live in the heap). So when the number of open streams
+ * has fallen to half its peak (or to none), and no stream has opened or ended
+ * for {@link HeapReleaserOptions.quietMs}, one full collection runs — only if
+ * V8's heap has grown by at least {@link HeapReleaserOptions.minGrowthBytes}
+ * since the last check. It pauses the event loop once (measured 30–60 ms after 200 streams
+ * on 10,000 containers), in a quiet moment, instead of leaving 70+ MiB held.
+ */
+export class HeapReleaser {
+  private readonly quietMs: number;
+  private readonly minGrowthBytes: number;
+  /** V8's committed heap at the last check (or the first stream), in bytes. */
+  private baseline: number | undefined;
+  private open = 0;
+  /** Most streams open at once since the last check. */
+  private peak = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: HeapReleaserOptions = {}) {
+    this.quietMs = opts.quietMs ?? HEAP_RELEASE_QUIET_MS;
+    this.minGrowthBytes = opts.minGrowthBytes ?? HEAP_RELEASE_MIN_GROWTH_BYTES;
+  }
+
+  /** A stream opened: a pending collection waits for the next quiet moment. */
+  opened(): void {
+    this.baseline ??= v8.getHeapStatistics().total_heap_size;
+    this.open++;
+    if (this.open > this.peak) this.peak = this.open;
+    if (this.timer !== undefined) this.timer.refresh();
+  }
+
+  /** A stream ended: a collection is scheduled once half of the peak (or all) has ended. */
+  ended(): void {
+    this.open = Math.max(0, this.open - 1);
+    if (this.timer !== undefined) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.open === 0 || this.open <= this.peak / 2) {
+      this.timer = setTimeout(() => this.check(), this.quietMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Stops any pending collection. */
+  close(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private check(): void {
+    this.timer = undefined;
+    this.peak = this.open;
+    const h = v8.getHeapStatistics();
+    const grown = h.total_heap_size - (this.baseline ?? h.total_heap_size);
+    this.baseline = h.total_heap_size;
+    if (grown < this.minGrowthBytes) return;
+    const gc = fullGc();
+    if (gc === undefined) return;
+    const t0 = performance.now();
+    gc();
+    const pauseMs = performance.now() - t0;
+    const after = v8.getHeapStatistics();
+    this.baseline = after.total_heap_size;
+    this.opts.onRelease?.({ pauseMs, heapBefore: h.total_heap_size, heapAfter: after.total_heap_size, usedAfter: after.used_heap_size });
+  }
+}

@@ -1,0 +1,45 @@
+import { describe, expect, it } from "vitest";
+import { HeapReleaser } from "../../src/server/heap-release.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe("HeapReleaser (one full collection after a burst of Watch streams ended)", () => {
+  it("collects once the streams have ended and none opened or ended for the quiet time", async () => {
+    const releases: Array<{ heapAfter: number; usedAfter: number }> = [];
+    const r = new HeapReleaser({ quietMs: 30, minGrowthBytes: 0, onRelease: (x) => releases.push(x) });
+    for (let i = 0; i < 4; i++) r.opened();
+    r.ended();
+    await sleep(60);
+    expect(releases).toHaveLength(0); // 3 of 4 still open: not yet half
+    r.ended(); // 2 of 4: half of the peak
+    await sleep(10);
+    r.opened(); // activity postpones it
+    await sleep(25);
+    expect(releases).toHaveLength(0);
+    await sleep(40);
+    expect(releases).toHaveLength(1);
+    expect(releases[0]!.usedAfter).toBeGreaterThan(0);
+    expect(releases[0]!.usedAfter).toBeLessThanOrEqual(releases[0]!.heapAfter);
+    r.close();
+  });
+
+  it("does nothing when the heap has not grown by the threshold", async () => {
+    const releases: unknown[] = [];
+    const r = new HeapReleaser({ quietMs: 10, minGrowthBytes: 1 << 40, onRelease: (x) => releases.push(x) });
+    r.opened();
+    r.ended();
+    await sleep(40);
+    expect(releases).toHaveLength(0);
+    r.close();
+  });
+
+  it("does not expose gc to other contexts", async () => {
+    const r = new HeapReleaser({ quietMs: 5, minGrowthBytes: 0 });
+    r.opened();
+    r.ended();
+    await sleep(30);
+    const vm = await import("node:vm");
+    expect(vm.runInNewContext("typeof gc")).toBe("undefined");
+    r.close();
+  });
+});
