@@ -1,9 +1,9 @@
 import { format } from "node:util";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import v8 from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EXIT, type ServeConfig } from "./config.js";
+import { applyServeHeapFlags } from "./heap-flags.js";
 import { closeInheritedFds } from "./inherited-fds.js";
 import { createLogger, type BoundedLogDestination } from "./log.js";
 import { RuntimeError } from "./runtime/errors.js";
@@ -63,10 +63,9 @@ export async function serve(config: ServeConfig): Promise<number> {
   // Fds inherited from the parent would pass to runc and into every container it creates.
   const inherited = closeInheritedFds();
   if (inherited.length > 0) log.info({ fds: inherited }, "closed file descriptors inherited from the parent (they would reach containers)");
-  // Keep V8's young generation at its initial size: each State parse or call makes short-lived
-  // garbage, and a young generation grown to its 16 MiB semi-space default holds ~40 MiB of RSS
-  // for nothing (measured: 10,000 containers cached, RSS +36 MiB by default, +10 MiB with this).
-  v8.setFlagsFromString("--semi-space-growth-factor=1");
+  // V8's heap flags (small young generation, heap growing for size): main.ts has set them before
+  // the modules loaded; again here (a no-op then) for a server started in-process.
+  applyServeHeapFlags();
 
   // grpc-js's own diagnostics go to our log as JSON, not as raw lines on stderr.
   grpc.setLogger({ error: (...args: unknown[]) => log.warn({ grpc: format(...args) }, "grpc-js") });
