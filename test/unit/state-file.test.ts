@@ -24,6 +24,17 @@ describe("state.json parsing", () => {
     expect(r.created.text).toBe(runcState.created);
   });
 
+  it("keeps of cgroup_paths exactly the freezer's entries present (v1 freezer, v2 \"\"), nothing else", () => {
+    const both = parse(minimal({ cgroup_paths: { "": "/sys/fs/cgroup/unified/c1", freezer: "/sys/fs/cgroup/freezer/c1", devices: "/d" } }));
+    expect({ ...both.cgroupPaths }).toEqual({ "": "/sys/fs/cgroup/unified/c1", freezer: "/sys/fs/cgroup/freezer/c1" });
+    expect({ ...parse(minimal({ cgroup_paths: { "": "/u" } })).cgroupPaths }).toEqual({ "": "/u" });
+    expect({ ...parse(minimal({ cgroup_paths: { freezer: "/f", memory: "/m" } })).cgroupPaths }).toEqual({ freezer: "/f" });
+    const none = parse(minimal({ cgroup_paths: { memory: "/m" } })).cgroupPaths;
+    expect(Object.keys(none)).toEqual([]);
+    expect(none[""]).toBeUndefined();
+    expect(none.freezer).toBeUndefined();
+  });
+
   it("keeps nanoseconds and offsets of created", () => {
     expect(parseRfc3339("2026-11-29T15:23:59.278308126Z")).toMatchObject({ seconds: 1795965839, nanos: 278308126 });
     expect(parseRfc3339("2020-01-01T00:00:00+02:00")).toMatchObject({ seconds: 1577829600, nanos: 0 });
