@@ -3,10 +3,6 @@
 // The CLI is imported dynamically below so that no module of it is loaded or run before this.
 import "./signals.js";
 
-// For `serve`, V8's heap flags (heap-flags.ts) before the modules load: their allocations would
-// grow the young generation otherwise. Built-ins only; signals are held already.
-if (process.argv[2] === "serve") (await import("./heap-flags.js")).applyServeHeapFlags();
-
 const { runCli } = await import("./cli.js");
 const code = await runCli(process.argv.slice(2));
 process.exitCode = code;
