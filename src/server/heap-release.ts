@@ -3,7 +3,7 @@ import vm from "node:vm";
 
 /** Options of {@link HeapReleaser}. */
 export interface HeapReleaserOptions {
-  /** How long no Watch stream may open or end before the collection runs, in ms. */
+  /** How long no call or Watch stream may begin or end before the collection runs, in ms. */
   quietMs?: number;
   /**
    * Least growth of V8's heap (its committed size) since the last check (or
@@ -43,8 +43,12 @@ function fullGc(): (() => void) | undefined {
 }
 
 /**
- * Gives the memory of a burst of Watch streams back to the system once they
- * have ended. Syncing many streams makes V8 promote what it has in flight
+ * Gives the memory of a burst of calls or Watch streams back to the system once
+ * they have ended (the service tells it of both: unary calls through the
+ * `CallTracker`, streams directly). A State of each of 10,000 containers at 64
+ * in flight left the heap at ~70 MiB with 22 MiB live, and the RSS above
+ * 110 MiB for as long as the server idled (measured); so does a burst of Watch
+ * streams. Syncing many streams makes V8 promote what it has in flight
  * (messages queued in grpc-js and http2, their write requests) to the old
  * generation; once the streams end that is garbage, but an idle server runs
  * no major collection, and V8 only unmaps its free pages after one, so the
@@ -71,7 +75,7 @@ export class HeapReleaser {
     this.minGrowthBytes = opts.minGrowthBytes ?? HEAP_RELEASE_MIN_GROWTH_BYTES;
   }
 
-  /** A stream opened: a pending collection waits for the next quiet moment. */
+  /** A call or stream began: a pending collection waits for the next quiet moment. */
   opened(): void {
     this.baseline ??= v8.getHeapStatistics().total_heap_size;
     this.open++;
@@ -79,7 +83,7 @@ export class HeapReleaser {
     if (this.timer !== undefined) this.timer.refresh();
   }
 
-  /** A stream ended: a collection is scheduled once half of the peak (or all) has ended. */
+  /** A call or stream ended: a collection is scheduled once half of the peak (or all) has ended. */
   ended(): void {
     this.open = Math.max(0, this.open - 1);
     if (this.timer !== undefined) {

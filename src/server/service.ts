@@ -373,10 +373,12 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceHandlers
           onRelease: (r) =>
             log.debug(
               { pauseMs: Math.round(r.pauseMs * 10) / 10, heapMiBBefore: r.heapBefore >> 20, heapMiBAfter: r.heapAfter >> 20, usedMiBAfter: r.usedAfter >> 20 },
-              "watch streams ended: full garbage collection, freed heap pages returned to the system",
+              "calls and watch streams ended: full garbage collection, freed heap pages returned to the system",
             ),
           ...opts.heapRelease,
         });
+  // Unary calls count as activity too: a burst of them (a State of every container) leaves garbage as Watch streams do.
+  if (releaser !== undefined) tracker?.observe(releaser);
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });

@@ -46,6 +46,12 @@ export const DEADLINE_MARGIN_MS = 3;
 export class CallTracker {
   private count = 0;
   private waiters: Array<() => void> = [];
+  private readonly activity: Array<{ opened(): void; ended(): void }> = [];
+
+  /** Tells `listener` of every call begun and ended (the heap releaser's view of activity). */
+  observe(listener: { opened(): void; ended(): void }): void {
+    this.activity.push(listener);
+  }
 
   /** Calls in flight now. */
   get inFlight(): number {
@@ -55,11 +61,13 @@ export class CallTracker {
   /** Marks a call begun; returns the function that marks it done (idempotent). */
   begin(): () => void {
     this.count++;
+    for (const l of this.activity) l.opened();
     let done = false;
     return () => {
       if (done) return;
       done = true;
       this.count--;
+      for (const l of this.activity) l.ended();
       if (this.count === 0) for (const w of this.waiters.splice(0)) w();
     };
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { HeapReleaser } from "../../src/server/heap-release.js";
+import { CallTracker } from "../../src/server/unary.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -40,6 +41,23 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
     await sleep(30);
     const vm = await import("node:vm");
     expect(vm.runInNewContext("typeof gc")).toBe("undefined");
+    r.close();
+  });
+
+  it("counts unary calls through the CallTracker: collects once a burst of calls has ended", async () => {
+    const releases: unknown[] = [];
+    const r = new HeapReleaser({ quietMs: 20, minGrowthBytes: 0, onRelease: (x) => releases.push(x) });
+    const tracker = new CallTracker();
+    tracker.observe(r);
+    const done = Array.from({ length: 64 }, () => tracker.begin());
+    for (const d of done.slice(0, 10)) d();
+    await sleep(50);
+    expect(releases).toHaveLength(0); // 54 of 64 calls in flight
+    for (const d of done.slice(10)) d();
+    done[0]!(); // idempotent: not counted twice
+    expect(tracker.inFlight).toBe(0);
+    await sleep(60);
+    expect(releases).toHaveLength(1);
     r.close();
   });
 });
