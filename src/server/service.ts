@@ -378,7 +378,7 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceHandlers
           ...opts.heapRelease,
         });
   // Unary calls count as activity too: a burst of them (a State of every container) leaves garbage as Watch streams do.
-  if (releaser !== undefined) tracker?.observe(releaser);
+  if (releaser !== undefined) tracker?.observe(releaser.callListener);
   const hub =
     opts.watchHub ??
     new WatchHub(root, { onWarning: (message, err) => log.warn({ err: describeError(err) }, `watch: ${message}`) });

@@ -48,7 +48,7 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
     const releases: unknown[] = [];
     const r = new HeapReleaser({ quietMs: 20, minGrowthBytes: 0, onRelease: (x) => releases.push(x) });
     const tracker = new CallTracker();
-    tracker.observe(r);
+    tracker.observe(r.callListener);
     const done = Array.from({ length: 64 }, () => tracker.begin());
     for (const d of done.slice(0, 10)) d();
     await sleep(50);
@@ -58,6 +58,35 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
     expect(tracker.inFlight).toBe(0);
     await sleep(60);
     expect(releases).toHaveLength(1);
+    r.close();
+  });
+
+  it("a burst of calls while a Watch stream is open leads to no collection (its pause would hold the stream's events back)", async () => {
+    const releases: unknown[] = [];
+    const r = new HeapReleaser({ quietMs: 20, minGrowthBytes: 0, onRelease: (x) => releases.push(x) });
+    const tracker = new CallTracker();
+    tracker.observe(r.callListener);
+    r.opened(); // a watch-all stays open
+    const done = Array.from({ length: 16 }, () => tracker.begin());
+    for (const d of done) d();
+    await sleep(60);
+    expect(releases).toHaveLength(0);
+    r.ended(); // the stream ends: now it may collect
+    await sleep(60);
+    expect(releases).toHaveLength(1);
+    r.close();
+  });
+
+  it("a collection scheduled after calls does not run once a Watch stream has opened", async () => {
+    const releases: unknown[] = [];
+    const r = new HeapReleaser({ quietMs: 30, minGrowthBytes: 0, onRelease: (x) => releases.push(x) });
+    const tracker = new CallTracker();
+    tracker.observe(r.callListener);
+    tracker.begin()(); // a call ends: a collection is scheduled
+    await sleep(10);
+    r.opened(); // a watch opens before it runs
+    await sleep(80);
+    expect(releases).toHaveLength(0);
     r.close();
   });
 });
