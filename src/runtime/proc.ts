@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { EXHAUSTION_ERRNOS, RuntimeError, describeError, isErrno } from "./errors.js";
 import { heldFiles, openReleasingHeld } from "./held-files.js";
 
 /** What runc reads from `/proc/PID/stat` (runc 1.1.5 `libcontainer/system/proc.go` Stat_t). */
@@ -44,6 +45,14 @@ export function parseProcStat(text: string): ProcStat | undefined {
 const STAT_BUFFER = Buffer.allocUnsafe(4096);
 
 /**
+ * Running out of fds or memory is the server's state, not a sign that the
+ * process is gone: it is thrown (`ResourceExhausted`), never read as "not alive".
+ */
+function throwIfExhausted(e: unknown, file: string): void {
+  if (isErrno(e, ...EXHAUSTION_ERRNOS)) throw new RuntimeError("SystemError", `open ${file}: ${describeError(e)}`, { cause: e });
+}
+
+/**
  * Reads and parses `/proc/<pid>/stat`: one pread(2) through the fd
  * {@link heldFiles} holds for it, else one open, one read, and the fd held for
  * the next call (synchronous: procfs answers from memory). A held fd reads
@@ -53,6 +62,8 @@ const STAT_BUFFER = Buffer.allocUnsafe(4096);
  * @param pid a process id; anything <= 0 or not an integer reads as absent
  * @returns the parsed stat, or `undefined` when the process does not exist or
  *   the file cannot be read or parsed (runc treats all of these as "not alive")
+ * @throws {RuntimeError} `ResourceExhausted` when the open or read fails with
+ *   EMFILE, ENFILE or ENOMEM (runc would read "stopped"; a wrong status is worse than an error)
  */
 export function readProcStat(pid: number): ProcStat | undefined {
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
@@ -62,7 +73,8 @@ export function readProcStat(pid: number): ProcStat | undefined {
   let fd: number;
   try {
     fd = openReleasingHeld(file, fs.constants.O_RDONLY);
-  } catch {
+  } catch (e) {
+    throwIfExhausted(e, file);
     return undefined;
   }
   let keep = false;
@@ -71,7 +83,8 @@ export function readProcStat(pid: number): ProcStat | undefined {
     const stat = parseProcStat(STAT_BUFFER.toString("latin1", 0, n));
     keep = stat !== undefined && heldFiles.keep(file, fd);
     return stat;
-  } catch {
+  } catch (e) {
+    throwIfExhausted(e, file);
     return undefined;
   } finally {
     if (!keep) fs.closeSync(fd);
@@ -87,6 +100,7 @@ export function readProcStat(pid: number): ProcStat | undefined {
  *
  * @param pid `init_process_pid`
  * @param startTime `init_process_start`, clock ticks since boot
+ * @throws {RuntimeError} `ResourceExhausted` as {@link readProcStat}
  */
 export function isInitAlive(pid: number, startTime: number): boolean {
   const st = readProcStat(pid);
