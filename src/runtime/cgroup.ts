@@ -1,17 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
-import { CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, readCgroupFile, type CgroupMode } from "./freezer.js";
-
-/** True when `dir` lies on a cgroup filesystem (v1 or v2): the only dirs runc-shim ever reads procs from or removes. */
-export function onCgroupFs(dir: string): boolean {
-  try {
-    const type = fs.statfsSync(dir).type;
-    return type === CGROUP_SUPER_MAGIC || type === CGROUP2_SUPER_MAGIC;
-  } catch {
-    return false;
-  }
-}
+import { onCgroupFs, readCgroupFile, type CgroupMode } from "./freezer.js";
 
 /**
  * The dir whose processes are the container's: v1 (and hybrid) the `devices`

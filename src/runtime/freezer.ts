@@ -78,7 +78,7 @@ function readCgroup(file: string, maxBytes: number, checkFs: boolean): string | 
       } catch (e) {
         throw new RuntimeError("SystemError", `statfs ${file}: ${describeError(e)}`, { cause: e });
       }
-      if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
+      if (!isCgroupFsType(fsType)) {
         throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
       }
     }
@@ -92,7 +92,7 @@ function readCgroup(file: string, maxBytes: number, checkFs: boolean): string | 
     const text = buf.toString("utf8", 0, n);
     // Only a file checked to lie on cgroupfs is held (a held fd is read without a check): a read in a
     // checked dir checks the fd once here, and its later reads are a pread each.
-    keep = (checkFs || fdOnCgroupFs(fd)) && heldFiles.keep(file, fd);
+    keep = (checkFs || onCgroupFs(`/proc/self/fd/${fd}`)) && heldFiles.keep(file, fd);
     return text;
   } finally {
     if (!keep) fs.closeSync(fd);
@@ -173,7 +173,7 @@ export function containerFreezerState(cgroupPaths: Readonly<Record<string, strin
 
 /**
  * Reads a file of a cgroup dir that the caller has already checked lies on a
- * cgroup filesystem ({@link onCgroupFsDir}): open (non-blocking, no final
+ * cgroup filesystem ({@link onCgroupFs}): open (non-blocking, no final
  * symlink), read, and the fd held for the next read once fstatfs shows it on
  * cgroupfs ({@link heldFiles}), so later reads are one pread each; no statfs per read. For watchers that read the same
  * freezer files many times; the first check is what keeps them on cgroupfs
@@ -186,21 +186,18 @@ export function readInCheckedDir(file: string, maxBytes = 64): string | undefine
   return readCgroup(file, maxBytes, false);
 }
 
-/** Whether an open fd lies on a cgroup filesystem (v1 or v2), by statfs of `/proc/self/fd/N` (fstatfs). */
-function fdOnCgroupFs(fd: number): boolean {
-  try {
-    const type = fs.statfsSync(`/proc/self/fd/${fd}`).type;
-    return type === CGROUP_SUPER_MAGIC || type === CGROUP2_SUPER_MAGIC;
-  } catch {
-    return false;
-  }
+/** Whether a statfs `f_type` is a cgroup filesystem's (v1 or v2). */
+export function isCgroupFsType(type: number): boolean {
+  return type === CGROUP_SUPER_MAGIC || type === CGROUP2_SUPER_MAGIC;
 }
 
-/** Whether `dir` lies on a cgroup filesystem (v1 or v2), by statfs. */
-export function onCgroupFsDir(dir: string): boolean {
+/**
+ * Whether `file` (a dir, or `/proc/self/fd/N` for an open fd: fstatfs) lies on
+ * a cgroup filesystem (v1 or v2), by statfs; false when statfs fails.
+ */
+export function onCgroupFs(file: string): boolean {
   try {
-    const type = fs.statfsSync(dir).type;
-    return type === CGROUP_SUPER_MAGIC || type === CGROUP2_SUPER_MAGIC;
+    return isCgroupFsType(fs.statfsSync(file).type);
   } catch {
     return false;
   }
@@ -225,7 +222,7 @@ export function writeCgroupFile(file: string, content: string): void {
   }
   try {
     const fsType = fs.statfsSync(`/proc/self/fd/${fd}`).type;
-    if (fsType !== CGROUP_SUPER_MAGIC && fsType !== CGROUP2_SUPER_MAGIC) {
+    if (!isCgroupFsType(fsType)) {
       throw new RuntimeError("SystemError", `open ${file}: not a cgroup file`);
     }
     fs.writeSync(fd, content);

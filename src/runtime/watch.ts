@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { checkStateRoot, type ContainerProbe, type StateRoot } from "./container.js";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
-import { CGROUP2_SUPER_MAGIC, onCgroupFsDir, readCgroupFile, readInCheckedDir, type FreezerState } from "./freezer.js";
+import { CGROUP2_SUPER_MAGIC, onCgroupFs, readCgroupFile, readInCheckedDir, type FreezerState } from "./freezer.js";
 import { validateContainerId } from "./id.js";
 import { UserNames, compareIds, containerDirNames, withoutStackTraces, type ContainerEntry } from "./list.js";
 import { STATE_FILENAME } from "./paths.js";
@@ -815,7 +815,7 @@ export class WatchHub {
     // The freezer dir is checked to lie on cgroupfs once; the poll then reads it without a statfs each time.
     if (freezerPolled && t.freezerChecked !== probe.freezerDir) {
       this.uncheckFreezer(t);
-      t.freezerChecked = onCgroupFsDir(probe.freezerDir as string) ? probe.freezerDir : undefined;
+      t.freezerChecked = onCgroupFs(probe.freezerDir as string) ? probe.freezerDir : undefined;
     }
     if (!freezerPolled) this.uncheckFreezer(t);
     this.setPolled(t, t.follow === "poll" || freezerPolled);
