@@ -286,11 +286,18 @@ export class StateRoot {
     };
   }
 
+  /** Whether the state.json of container `id` (as `<root>/<id>/state.json`) is parsed and cached. */
+  isCached(id: string): boolean {
+    return this.cache.has(`${this.path === "/" ? "" : this.path}/${id}/${STATE_FILENAME}`);
+  }
+
   /**
    * Fills the state.json cache for every container dir in the root, a batch of
    * `batch` dirs per turn of the event loop, so that the first List (or State)
-   * after start-up does not parse thousands of state files at once. Errors are
-   * ignored here: a call reports them. Stops early when `signal` aborts.
+   * after start-up does not parse thousands of state files at once; each
+   * container's status is derived once too, which opens the status files later
+   * calls re-read (held files, bounded). Errors are ignored here: a call reports
+   * them. Stops early when `signal` aborts.
    *
    * @returns how many containers were loaded
    */
@@ -307,7 +314,7 @@ export class StateRoot {
       if (signal?.aborted) break;
       for (const name of names.slice(i, i + batch)) {
         try {
-          this.load(name);
+          this.stateLazy(name);
           loaded++;
         } catch {
           // reported by the calls that ask for it

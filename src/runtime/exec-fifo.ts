@@ -24,6 +24,29 @@ const DRAIN_BUFFER = Buffer.allocUnsafe(DRAIN_CHUNK_BYTES);
 // Before the byte the event loop reads into this: one read of any length > 0 is the byte.
 // The event loop's reads land in one shared buffer: only their sizes are used, synchronously.
 const READ_BUFFER = Buffer.allocUnsafe(DRAIN_CHUNK_BYTES);
+// What a probe reads: the byte, if it came (its value is not looked at).
+const PROBE_BUFFER = Buffer.allocUnsafe(16);
+
+/**
+ * One read(2) of the fifo at its current position into `buf`: the byte count
+ * (0 is end of file), or -1 when it would block (EAGAIN: a writer is attached
+ * and has nothing for now). EAGAIN is the common answer in the waits here, so
+ * the exception behind it is made without a stack trace (it is never shown).
+ *
+ * @throws the read's other errors (ErrnoException, without a stack trace)
+ */
+function readOrAgain(fd: number, buf: Buffer): number {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fs.readSync(fd, buf, 0, buf.length, null);
+  } catch (e) {
+    if (isErrno(e, "EAGAIN")) return -1;
+    throw e;
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
 
 /** What {@link execFifoHandshake} needs besides the fifo path. */
 export interface HandshakeOptions {
@@ -233,9 +256,10 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
     const probe = (): "data" | "writer" | "none" => {
       if (ended || closed) return "none"; // the socket may have closed the fd: never read a reused number
       try {
-        return fs.readSync(fd, Buffer.alloc(16), 0, 16, null) > 0 ? "data" : "none";
-      } catch (e) {
-        return isErrno(e, "EAGAIN") ? "writer" : "none";
+        const n = readOrAgain(fd, PROBE_BUFFER);
+        return n > 0 ? "data" : n < 0 ? "writer" : "none";
+      } catch {
+        return "none";
       }
     };
 
@@ -250,10 +274,11 @@ export function execFifoHandshake(fifoPath: string, opts: HandshakeOptions): Pro
       while (readThisTick < DRAIN_BYTES_PER_TICK) {
         let n: number;
         try {
-          n = fs.readSync(fd, DRAIN_BUFFER, 0, DRAIN_BUFFER.length, null);
-        } catch (e) {
-          return isErrno(e, "EAGAIN") ? "open" : "eof";
+          n = readOrAgain(fd, DRAIN_BUFFER);
+        } catch {
+          return "eof";
         }
+        if (n < 0) return "open";
         if (n === 0) return "eof";
         readThisTick += n;
       }
@@ -385,10 +410,9 @@ function yieldToInit(fd: number): "exec" | "committed" | "waiting" | "none" | "s
     for (;;) {
       let n: number;
       try {
-        n = fs.readSync(fd, DRAIN_BUFFER, 0, DRAIN_BUFFER.length, null);
-      } catch (e) {
-        if (!isErrno(e, "EAGAIN")) return gotByte ? "committed" : "none";
-        n = -1; // a writer is attached and has nothing more for now
+        n = readOrAgain(fd, DRAIN_BUFFER); // -1: a writer is attached and has nothing more for now
+      } catch {
+        return gotByte ? "committed" : "none";
       }
       if (n === 0) return gotByte ? "exec" : "none";
       if (n > 0) {

@@ -15,21 +15,25 @@ export class ContainerLocks {
   }
 
   /**
-   * Runs `fn` once every earlier operation on `key` has finished.
+   * Runs `fn` once every earlier operation on `key` has finished. When nothing
+   * holds or awaits `key`, `fn` starts at once, in the caller's turn of the
+   * event loop (no promise hop): what the caller read just before is still
+   * current, which `fn` learns from `waited` being `false`.
    *
    * @param signal aborts the wait (not `fn` once it runs): the promise rejects with `signal.reason`
    * @returns what `fn` returns
    * @throws `signal.reason` when aborted while waiting; whatever `fn` throws
    */
-  async run<T>(key: string, signal: AbortSignal | undefined, fn: () => Promise<T> | T): Promise<T> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
+  async run<T>(key: string, signal: AbortSignal | undefined, fn: (waited: boolean) => Promise<T> | T): Promise<T> {
+    const previous = this.tails.get(key);
     let release!: () => void;
     const mine = new Promise<void>((r) => (release = r));
-    const tail = previous.then(() => mine);
+    const tail = previous === undefined ? mine : previous.then(() => mine);
     this.tails.set(key, tail);
     try {
-      await waitOrAbort(previous, signal);
-      return await fn();
+      if (previous !== undefined) await waitOrAbort(previous, signal);
+      else signal?.throwIfAborted();
+      return await fn(previous !== undefined);
     } finally {
       release();
       if (this.tails.get(key) === tail) this.tails.delete(key);

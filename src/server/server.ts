@@ -4,6 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { StateRoot, checkStateRoot } from "../runtime/container.js";
 import { describeError } from "../runtime/errors.js";
+import { NewContainerWarmer } from "../runtime/warm-new.js";
 import { WatchHub } from "../runtime/watch.js";
 import { ConnectionGate, DEFAULT_PREFACE_TIMEOUT_MS, defaultMaxConnections } from "./connections.js";
 import { ShimHealth } from "./health.js";
@@ -190,9 +191,13 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     throw e;
   }
 
-  // Parse every state.json once in the background, so the first List of a large root is fast.
+  // Parse every state.json once in the background, so the first List of a large root is fast;
+  // containers created from now on are read as soon as runc has written their state.json.
   const warmUp = new AbortController();
   const warmStart = performance.now();
+  const warmer = new NewContainerWarmer(root);
+  if (!warmer.start()) log.debug("state root not watched for new containers: their first call reads them");
+  warmUp.signal.addEventListener("abort", () => warmer.close(), { once: true });
   void root.warmCache(warmUp.signal).then((n) =>
     log.debug({ containers: n, durationMs: Math.round(performance.now() - warmStart) }, "state.json cache warmed"),
   );

@@ -1,4 +1,3 @@
-import path from "node:path";
 import type { StateRoot } from "../container.js";
 import { execFifoExists } from "../container.js";
 import { RuntimeError } from "../errors.js";
@@ -65,12 +64,13 @@ function cannotStart(status: ContainerStatus, fifo: string, id: string): Runtime
  */
 export async function startContainer(root: StateRoot, id: string, opts: StartOptions = {}): Promise<number> {
   const first = root.load(id);
-  return root.locks.run(first.stateDir, opts.signal, async () => {
+  return root.locks.run(first.stateDir, opts.signal, async (waited) => {
     // A handshake that went on detached still holds the fifo: wait for it rather than open a second reader.
     const pending = root.detachedFor(first.stateDir);
     if (pending !== undefined) await waitOrAbort(pending, opts.signal);
-    const c = root.load(id);
-    const fifo = path.join(c.stateDir, EXEC_FIFO_FILENAME);
+    // Loaded again only after a wait: with none, `first` was read in this same turn of the event loop.
+    const c = waited || pending !== undefined ? root.load(id) : first;
+    const fifo = `${c.stateDir}/${EXEC_FIFO_FILENAME}`;
     const status = root.status(c);
     if (!canStart(status)) throw cannotStart(status, fifo, id);
     const { initProcessPid: pid, initProcessStart: startTime } = c.record;
