@@ -399,6 +399,29 @@ export class StateRoot {
   }
 
   /**
+   * Drops what is kept for container `id` once its `<root>/<id>/state.json` is
+   * gone (deleted outside the shim, by `runc delete`): its cached record and
+   * the status files held for it (see {@link forget}). Nothing happens while the
+   * file is there.
+   *
+   * @returns whether something was dropped
+   */
+  forgetIfGone(id: string): boolean {
+    const stateDir = `${this.path === "/" ? "" : this.path}/${id}`;
+    const file = `${stateDir}/${STATE_FILENAME}`;
+    const hit = this.cache.get(file);
+    if (hit === undefined) return false;
+    try {
+      if (fs.lstatSync(file, { throwIfNoEntry: false }) !== undefined) return false;
+    } catch {
+      // ENOTDIR, ELOOP: no state.json there either
+    }
+    if (hit.record instanceof RuntimeError) this.cache.delete(file);
+    else this.forget({ id, stateDir, record: hit.record });
+    return true;
+  }
+
+  /**
    * The container state dir an id would have (`<root>/<id>` after SecureJoin),
    * whether or not it exists. For Create and for Delete of a dir without state.json.
    *

@@ -4,10 +4,10 @@ import { idProblem } from "./id.js";
 import { STATE_FILENAME } from "./paths.js";
 
 /** Most container dirs followed at once while runc has not yet written their state.json. */
-export const WARM_DIR_WATCHES_MAX = 256;
+export const WARM_DIR_WATCHES_MAX = 64;
 
 /** How long a new container dir is followed for its state.json at most, in ms (then the first call reads it). */
-export const WARM_DIR_WATCH_MS = 60_000;
+export const WARM_DIR_WATCH_MS = 30_000;
 
 /** Most time one turn of the event loop spends reading new containers, in ms; the rest waits for the next turn. */
 export const WARM_SLICE_MS = 1.5;
@@ -35,14 +35,19 @@ export interface WarmerOptions {
  * 1.1.5 writes it last, through a temporary file renamed into place
  * (`libcontainer/container_linux.go` saveState) — then it is read and the
  * watch closed. At most {@link WARM_DIR_WATCHES_MAX} dirs are followed at once,
- * each for at most {@link WARM_DIR_WATCH_MS}; what is missed is read by the
- * first call that asks, as without the warmer. Only reads: nothing in the root
- * is changed, and errors are left for the calls to report. The watches do not
- * keep the process alive.
+ * each for at most {@link WARM_DIR_WATCH_MS} (few, and briefly: the inotify
+ * watches a Watch stream needs come from the same per-user budget); what is
+ * missed is read by the first call that asks, as without the warmer. An entry
+ * that is not a real directory (a file, a symlink) is never looked into. When a
+ * container dir is removed (`runc delete` outside the shim), what was kept for
+ * it — its cached state.json and held status files — is dropped then, rather
+ * than when the held-file pool runs over. Only reads: nothing in the root is
+ * changed, and errors are left for the calls to report. The watches do not keep
+ * the process alive.
  */
 export class NewContainerWarmer {
   private rootWatch: fs.FSWatcher | undefined;
-  private readonly dirWatches = new Map<string, { watch: fs.FSWatcher; timer: NodeJS.Timeout }>();
+  private readonly dirWatches = new Map<string, { watch: fs.FSWatcher; timer: NodeJS.Timeout; ino: number }>();
   private readonly pending = new Set<string>();
   private scheduled: NodeJS.Immediate | undefined;
   private closed = false;
@@ -110,24 +115,43 @@ export class NewContainerWarmer {
     if (this.pending.size > 0 && !this.closed) this.scheduled = setImmediate(() => this.drain());
   }
 
-  /** state.json there: read it. Only the dir: follow the dir. Neither: forget the name. */
+  /**
+   * state.json there: read it. A dir without it: follow the dir (anew if the dir
+   * was replaced). Neither (removed, or not a dir: a file, a symlink, a loop):
+   * stop following it and drop what was kept for a container of that name.
+   * Never throws: an error means "not a container dir now".
+   */
   private look(name: string): void {
     const dir = `${this.root.path === "/" ? "" : this.root.path}/${name}`;
-    const st = fs.lstatSync(`${dir}/${STATE_FILENAME}`, { throwIfNoEntry: false });
-    if (st !== undefined) {
+    let dirSt: fs.Stats | undefined;
+    let stateSt: fs.Stats | undefined;
+    try {
+      dirSt = fs.lstatSync(dir, { throwIfNoEntry: false });
+      if (dirSt?.isDirectory()) stateSt = fs.lstatSync(`${dir}/${STATE_FILENAME}`, { throwIfNoEntry: false });
+    } catch {
+      dirSt = undefined; // ENOTDIR, ELOOP, EACCES: the root or the entry changed under us
+    }
+    if (dirSt === undefined || !dirSt.isDirectory()) {
       this.unfollow(name);
-      if (st.isFile()) this.warm(name);
+      this.root.forgetIfGone(name); // deleted outside the shim: its held status files go too
       return;
     }
-    if (!fs.lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
-      this.unfollow(name); // removed (a failed create) before its state.json
+    if (stateSt !== undefined) {
+      this.unfollow(name);
+      if (stateSt.isFile()) this.warm(name);
       return;
     }
-    if (this.dirWatches.has(name) || this.dirWatches.size >= this.maxDirWatches) return;
+    const followed = this.dirWatches.get(name);
+    if (followed !== undefined) {
+      if (followed.ino === dirSt.ino) return;
+      this.unfollow(name); // removed and made again under the same name: follow the new dir
+    }
+    if (this.dirWatches.size >= this.maxDirWatches) return;
     let watch: fs.FSWatcher;
     try {
       watch = fs.watch(dir, { persistent: false }, (_event, file) => {
-        if (file === STATE_FILENAME || file === null) this.enqueue(name);
+        if (file === name) this.unfollow(name); // the dir itself was removed or moved (inotify names the watched dir)
+        if (file === STATE_FILENAME || file === name || file === null) this.enqueue(name);
       });
     } catch {
       return; // gone already, or out of inotify watches
@@ -135,7 +159,7 @@ export class NewContainerWarmer {
     watch.on("error", () => this.unfollow(name));
     const timer = setTimeout(() => this.unfollow(name), this.dirWatchMs);
     timer.unref();
-    this.dirWatches.set(name, { watch, timer });
+    this.dirWatches.set(name, { watch, timer, ino: dirSt.ino });
     // state.json may have been renamed into place before the watch was added.
     if (fs.existsSync(`${dir}/${STATE_FILENAME}`)) this.enqueue(name);
   }

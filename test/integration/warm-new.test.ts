@@ -4,6 +4,7 @@
  * their first Start or State takes the warm path: state.json parsed and
  * cached, status files held open.
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -97,6 +98,52 @@ describe("NewContainerWarmer", () => {
   });
 });
 
+describe("NewContainerWarmer against odd entries and removals", () => {
+  it("keeps going past entries that are not container dirs: a file, a FIFO, a symlink to a file, a symlink loop", async () => {
+    const dir = rootFor("stray");
+    const root = new StateRoot(dir, "v1");
+    const w = warmerOn(root);
+    fs.writeFileSync(path.join(dir, "stray"), "");
+    fs.symlinkSync("/etc/hostname", path.join(dir, "to-file"));
+    fs.symlinkSync("loop", path.join(dir, "loop"));
+    execFileSync("mkfifo", [path.join(dir, "fifo")]);
+    fs.symlinkSync(fs.mkdtempSync(path.join(tmp.dir, "outside-")), path.join(dir, "to-dir"));
+    await sleep(100); // an uncaught ENOTDIR/ELOOP here would fail this run
+    expect(w.following).toBe(0); // the symlinked dir is not followed
+    writeFakeContainer(dir, "after-stray", DEAD_INIT, { created: false });
+    await waitFor(() => root.isCached("after-stray"), 5000, "a container made after the odd entries to be read");
+  });
+
+  it("drops what it kept for a container deleted outside the shim: its cached state.json and held status files", async () => {
+    const dir = rootFor("deleted");
+    const root = new StateRoot(dir, "v1");
+    warmerOn(root);
+    const init = await spawnInit();
+    inits.push(init);
+    writeFakeContainer(dir, "c-deleted", init, { created: false });
+    await waitFor(() => root.isCached("c-deleted"), 5000, "the container to be read");
+    expect(heldFiles.files()).toContain(`/proc/${init.pid}/stat`);
+    fs.rmSync(path.join(dir, "c-deleted"), { recursive: true }); // as runc delete does, with no call to the shim
+    await waitFor(() => !root.isCached("c-deleted"), 5000, "the removal to be noticed");
+    expect(heldFiles.files()).not.toContain(`/proc/${init.pid}/stat`);
+  });
+
+  it("follows a dir removed and made again under the same name: the new dir's state.json is read", async () => {
+    const dir = rootFor("remade");
+    const root = new StateRoot(dir, "v1");
+    const w = warmerOn(root);
+    const c = path.join(dir, "c-remade");
+    fs.mkdirSync(c, { mode: 0o711 });
+    await waitFor(() => w.following === 1, 5000, "the first dir to be followed");
+    fs.rmdirSync(c);
+    fs.mkdirSync(c, { mode: 0o711 }); // same name, same turn: a retried create
+    await sleep(100);
+    writeFakeContainer(dir, "c-remade", DEAD_INIT, { created: false });
+    await waitFor(() => root.isCached("c-remade"), 5000, "the new dir's state.json to be read");
+    expect(w.following).toBe(0);
+  });
+});
+
 describe.skipIf(skipRunc())("NewContainerWarmer with runc", () => {
   let fx: RuncFixture;
   beforeAll(() => {
@@ -112,5 +159,9 @@ describe.skipIf(skipRunc())("NewContainerWarmer with runc", () => {
     expect(w.warmed).toBe(1);
     expect(heldFiles.files()).toContain(`/proc/${fx.initPid(id)}/stat`);
     expect(root.state(id).status).toBe(fx.state(id).status);
+    const pid = fx.initPid(id);
+    fx.runc("delete", "-f", id);
+    await waitFor(() => !root.isCached(id), 5000, "runc delete to be noticed");
+    expect(heldFiles.files()).not.toContain(`/proc/${pid}/stat`);
   });
 });
