@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ShimClient } from "../../src/client/client.js";
 import { secureJoin, isWithin } from "../../src/runtime/paths.js";
 import { readProcStat } from "../../src/runtime/proc.js";
-import { RuncFixture, skipRunc, waitFor } from "../helpers/runc.js";
+import { RuncFixture, skipRunc, uniqueId, waitFor } from "../helpers/runc.js";
 import { failure } from "../helpers/calls.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
@@ -157,6 +157,19 @@ describe.skipIf(skipRunc())("State and load against hostile input", () => {
       expect(s.codeName).toBe("NOT_FOUND");
     }
     expect(server.stderr()).not.toContain("CANARY");
+  });
+
+  it("entries that are not container dirs appearing in the root while it serves (file, FIFO, symlinks, a loop) leave it serving", async () => {
+    const tag = uniqueId("rs-odd");
+    fs.writeFileSync(path.join(fx.root, `${tag}-file`), "");
+    spawnSync("mkfifo", [path.join(fx.root, `${tag}-fifo`)]);
+    fs.symlinkSync("/etc/hostname", path.join(fx.root, `${tag}-tofile`));
+    fs.symlinkSync(`${tag}-loop`, path.join(fx.root, `${tag}-loop`));
+    await new Promise((r) => setTimeout(r, 200)); // the server reads what appears in its root
+    expect(server.proc.exitCode).toBeNull();
+    const id = fx.create();
+    expect(await shim.state(id)).toMatchObject({ id, status: "created" });
+    for (const n of ["file", "fifo", "tofile", "loop"]) fs.rmSync(path.join(fx.root, `${tag}-${n}`));
   });
 
   it("property: any string as an id gives INVALID_ARGUMENT or NOT_FOUND, never INTERNAL or UNKNOWN, never the canary", async () => {
