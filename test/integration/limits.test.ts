@@ -152,7 +152,6 @@ describe("connections and streams are bounded (issue 14, finding 4)", () => {
     const c = client(s);
     expect((await c.state(ids[3]!)).id).toBe(ids[3]); // connected (and that one cached) before the flood
     const fresh = "lim-fresh";
-    writeFakeContainer(root, fresh, init, { created: false }); // never loaded: State must open its state.json
     // Fill the server's fd table with idle HTTP/2 connections.
     for (let i = 0; i < 80; i++) {
       try {
@@ -162,6 +161,9 @@ describe("connections and streams are bounded (issue 14, finding 4)", () => {
       }
     }
     await new Promise((r) => setTimeout(r, 300));
+    // Made only now: the server's read-ahead of new containers cannot open its state.json either, so State must.
+    writeFakeContainer(root, fresh, init, { created: false });
+    await new Promise((r) => setTimeout(r, 100));
     const e = await failure(c.state(fresh));
     expect(e.codeName).toBe("RESOURCE_EXHAUSTED");
     expect(e.reason).toBe("RESOURCE_EXHAUSTED");
