@@ -286,9 +286,18 @@ export class StateRoot {
     };
   }
 
+  /**
+   * `<root>/<name>` as written, without SecureJoin: for a lookup that then
+   * checks what it finds there (the fast load path, the read-ahead), never to
+   * act on.
+   */
+  entryPath(name: string): string {
+    return `${this.path === "/" ? "" : this.path}/${name}`;
+  }
+
   /** Whether the state.json of container `id` (as `<root>/<id>/state.json`) is parsed and cached. */
   isCached(id: string): boolean {
-    return this.cache.has(`${this.path === "/" ? "" : this.path}/${id}/${STATE_FILENAME}`);
+    return this.cache.has(`${this.entryPath(id)}/${STATE_FILENAME}`);
   }
 
   /**
@@ -395,7 +404,7 @@ export class StateRoot {
     for (const dir of Object.values(c.record.cgroupPaths)) if (dir !== "") heldFiles.dropUnder(dir);
     if (c.record.initProcessPid > 0) heldFiles.dropUnder(`/proc/${c.record.initProcessPid}`);
     this.cache.delete(`${c.stateDir}/${STATE_FILENAME}`);
-    this.cache.delete(`${this.path === "/" ? "" : this.path}/${c.id}/${STATE_FILENAME}`);
+    this.cache.delete(`${this.entryPath(c.id)}/${STATE_FILENAME}`);
   }
 
   /**
@@ -407,7 +416,7 @@ export class StateRoot {
    * @returns whether something was dropped
    */
   forgetIfGone(id: string): boolean {
-    const stateDir = `${this.path === "/" ? "" : this.path}/${id}`;
+    const stateDir = this.entryPath(id);
     const file = `${stateDir}/${STATE_FILENAME}`;
     const hit = this.cache.get(file);
     if (hit === undefined) return false;
@@ -483,7 +492,7 @@ export class StateRoot {
    * Anything else goes the careful way ({@link loadResolved}).
    */
   private loadDirect(id: string, fail: (e: unknown, what: string) => never): LoadedContainer | undefined {
-    const stateDir = `${this.path === "/" ? "" : this.path}/${id}`;
+    const stateDir = this.entryPath(id);
     const stateFile = `${stateDir}/${STATE_FILENAME}`;
     // The hot path: one lstat, and no open at all, when the file is the one parsed before.
     const hit = this.cache.get(stateFile);

@@ -122,7 +122,7 @@ export class NewContainerWarmer {
    * Never throws: an error means "not a container dir now".
    */
   private look(name: string): void {
-    const dir = `${this.root.path === "/" ? "" : this.root.path}/${name}`;
+    const dir = this.root.entryPath(name);
     let dirSt: fs.Stats | undefined;
     let stateSt: fs.Stats | undefined;
     try {
