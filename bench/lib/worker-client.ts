@@ -44,7 +44,7 @@ export class Worker {
   request(cmd: Extract<WorkerCommand, { op: "throughput" | "runcThroughput" }>): Promise<ThroughputResult>;
   request(cmd: Extract<WorkerCommand, { op: "touch" }>): Promise<TouchResult>;
   request(cmd: Extract<WorkerCommand, { op: "watchOpen" }>): Promise<WatchOpenResult>;
-  request(cmd: Extract<WorkerCommand, { op: "watchKill" }>): Promise<{ ms: number[] }>;
+  request(cmd: Extract<WorkerCommand, { op: "watchKill" }>): Promise<{ ms: number[]; runcMs: number[] }>;
   request(cmd: WorkerCommand): Promise<unknown>;
   request(cmd: WorkerCommand): Promise<unknown> {
     if (this.exitError !== undefined) return Promise.reject(this.exitError);
