@@ -335,7 +335,7 @@ interface RescanPass {
 function fileKey(dir: string): string {
   const d = fs.lstatSync(dir, { throwIfNoEntry: false });
   if (d === undefined) return "";
-  const f = fs.lstatSync(path.join(dir, STATE_FILENAME), { throwIfNoEntry: false });
+  const f = fs.lstatSync(`${dir}/${STATE_FILENAME}`, { throwIfNoEntry: false });
   return f === undefined ? `${d.ino}` : `${d.ino}|${f.ino}:${f.size}:${f.mtimeMs}:${f.ctimeMs}`;
 }
 
@@ -737,7 +737,7 @@ export class WatchHub {
    * @throws {RuntimeError} `ConfigInvalid` when the root itself is unusable
    */
   private evaluate(t: Tracked, keep = false): void {
-    const dir = path.join(this.root.path, t.id);
+    const dir = this.root.entryPath(t.id);
     let st: fs.Stats | undefined;
     try {
       st = fs.lstatSync(dir, { throwIfNoEntry: false });
@@ -979,6 +979,27 @@ export class WatchHub {
     if (status !== t.entry.state.status) this.dirty.add(t.id);
   }
 
+  /**
+   * Marks a stopped `t` dirty when its freezer now forces paused or pausing
+   * (runc's order: the freezer first). Its init cannot live again (the pid
+   * and its start time are checked), so the freezer alone can change its
+   * status: no `/proc` read. Most stopped containers' cgroups are gone: an
+   * existence check of the dir costs a third of an open that fails (and makes
+   * an error object), measured.
+   */
+  private checkStopped(t: Tracked): void {
+    const dir = t.probe?.freezerDir;
+    if (t.probe === undefined || dir === undefined || !fs.existsSync(dir)) return;
+    let forced: string | undefined;
+    try {
+      forced = frozenStatus(t.probe.freezer());
+    } catch {
+      this.dirty.add(t.id);
+      return;
+    }
+    if (forced !== undefined) this.dirty.add(t.id);
+  }
+
   /** Marks `t` dirty when its freezer no longer agrees with the status reported (pause and resume on a v1 host). */
   private checkFreezer(t: Tracked): void {
     const reported = t.entry?.state?.status;
@@ -1069,9 +1090,10 @@ export class WatchHub {
 
   /**
    * One slice of a rescan: for at most {@link SLICE_BUDGET_MS}, compares each
-   * container's files with what was loaded, and re-derives the status of those
+   * container's files with what was loaded, re-derives the status of those
    * that are followed through `cgroup.events` (a dropped notification is then
-   * noticed within a rescan) or stopped (a freezer set by hand).
+   * noticed within a rescan), and reads the freezer of stopped ones (a freezer
+   * set by hand, {@link checkStopped}).
    */
   private rescanSlice(): void {
     this.rescanSliceHandle = undefined;
@@ -1087,12 +1109,13 @@ export class WatchHub {
           if (this.tracked.get(t.id) !== t) continue;
           let key: string;
           try {
-            key = fileKey(path.join(this.root.path, t.id));
+            key = fileKey(this.root.entryPath(t.id));
           } catch {
             key = "?";
           }
           if (key !== t.fileKey) this.dirty.add(t.id);
-          else if (t.follow === "events" || t.entry?.state?.status === "stopped") this.checkStatus(t);
+          else if (t.entry?.state?.status === "stopped") this.checkStopped(t);
+          else if (t.follow === "events") this.checkStatus(t);
           if (performance.now() >= until) break;
         }
       });

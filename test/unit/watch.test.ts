@@ -2,10 +2,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { StateRoot } from "../../src/runtime/container.js";
+import { detectCgroupMode } from "../../src/runtime/freezer.js";
 import { RuntimeError } from "../../src/runtime/errors.js";
 import type { ContainerEntry } from "../../src/runtime/list.js";
 import { WatchHub, WatchSubscription, type WatchEvent } from "../../src/runtime/watch.js";
 import { DEAD_INIT, spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
+import { uniqueId } from "../helpers/runc.js";
 
 function entry(id: string, status: "created" | "running" | "stopped", pid = 1, owner = "root"): ContainerEntry {
   return {
@@ -273,6 +275,37 @@ describe("WatchHub over a state root", () => {
     writeFakeContainer(fake.root, "moved", DEAD_INIT);
     await c.until((e) => e.length >= 3, 1000);
     expect(summary(c.events)[2]).toEqual(["changed", "moved", "stopped"]);
+  });
+
+  it("reports a stopped container paused once its freezer is frozen by hand, and stopped once thawed (runc's order: the freezer first)", async () => {
+    // A real freezer cgroup of its own, with no process in it: freezing it completes at once.
+    const mode = detectCgroupMode();
+    const cgroup = mode === "v2" ? path.join("/sys/fs/cgroup", uniqueId("rs-wstop")) : path.join("/sys/fs/cgroup/freezer", uniqueId("rs-wstop"));
+    const freezeFile = path.join(cgroup, mode === "v2" ? "cgroup.freeze" : "freezer.state");
+    const [frozen, thawed] = mode === "v2" ? ["1", "0"] : ["FROZEN", "THAWED"];
+    fs.mkdirSync(cgroup);
+    try {
+      fake = tempRoot();
+      root = new StateRoot(fake.root, mode);
+      hub = new WatchHub(root, { rescanMs: 50 });
+      const dir = writeFakeContainer(fake.root, "gone", DEAD_INIT, { created: false });
+      const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as { cgroup_paths: Record<string, string> };
+      state.cgroup_paths = mode === "v2" ? { "": cgroup } : { freezer: cgroup };
+      fs.writeFileSync(path.join(dir, "state.json"), JSON.stringify(state));
+      // A stopped container whose cgroup is gone is never paused: the rescan finds no freezer dir.
+      writeFakeContainer(fake.root, "no-cgroup", DEAD_INIT, { created: false });
+      const c = collect(hub.subscribe());
+      expect(summary(c.events)).toEqual([["initial", "gone", "stopped"], ["initial", "no-cgroup", "stopped"], ["synced", "", undefined]]);
+      fs.writeFileSync(freezeFile, frozen);
+      await c.until((e) => e.length >= 4, 2000);
+      fs.writeFileSync(freezeFile, thawed);
+      await c.until((e) => e.length >= 5, 2000);
+      await new Promise((r) => setTimeout(r, 200)); // a few more rescans: nothing else changed
+      expect(summary(c.events.slice(3))).toEqual([["changed", "gone", "paused"], ["changed", "gone", "stopped"]]);
+    } finally {
+      hub.close();
+      fs.rmdirSync(cgroup);
+    }
   });
 
   it("shares one set of notifications between watchers and releases every handle and timer when the last leaves", async () => {
