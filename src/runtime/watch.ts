@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { checkStateRoot, type ContainerProbe, type StateRoot } from "./container.js";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
-import { CGROUP2_SUPER_MAGIC, onCgroupFs, readCgroupFile, readInCheckedDir, type FreezerState } from "./freezer.js";
+import { CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, onCgroupFs, readCgroupFile, readInCheckedDir, type FreezerState } from "./freezer.js";
 import { validateContainerId } from "./id.js";
 import { UserNames, compareIds, containerDirNames, withoutStackTraces, type ContainerEntry } from "./list.js";
 import { STATE_FILENAME } from "./paths.js";
@@ -319,6 +319,9 @@ interface Tracked {
   polled: boolean;
   /** The freezer dir found on a cgroup filesystem, once (the poll then reads it without a statfs per read). */
   freezerChecked: string | undefined;
+  /** The v1 `freezer.state` watched (`follow === "events"` on a v1 host): inotify tells of every write to it. */
+  freezerFile: string | undefined;
+  freezerWatcher: fs.FSWatcher | undefined;
 }
 
 /** A rescan in progress: the root being read, then the containers being checked. */
@@ -348,8 +351,14 @@ function frozenStatus(f: FreezerState): "paused" | "pausing" | undefined {
 export interface WatchHubCounters {
   /** Full status derivations by the poll (freezer, `/proc/PID/stat`, exec fifo): containers without `cgroup.events`. */
   statusPolls: number;
-  /** Freezer reads by the poll: containers followed through `cgroup.events` on a v1 (hybrid) host. */
+  /**
+   * Freezer reads by the poll: containers followed through `cgroup.events` on
+   * a v1 (hybrid) host while their freezer is `FREEZING` (the kernel ends that
+   * state without a notification), or whose `freezer.state` could not be watched.
+   */
   freezerPolls: number;
+  /** Notifications from a watched v1 `freezer.state` (a write to it: runc pause or resume, or by hand). */
+  freezerEvents: number;
   /** Notifications from a watched `cgroup.events`. */
   cgroupEvents: number;
   /** Containers followed through `cgroup.events` now. */
@@ -442,7 +451,7 @@ export class WatchHub {
   /** The root's entries read in this turn of the event loop (see {@link rootNames}). */
   private listing: string[] | undefined;
   private offChange: (() => void) | undefined;
-  private readonly stats: WatchHubCounters = { statusPolls: 0, freezerPolls: 0, cgroupEvents: 0, eventsFollowed: 0, statusPolled: 0, longestSliceMs: 0 };
+  private readonly stats: WatchHubCounters = { statusPolls: 0, freezerPolls: 0, freezerEvents: 0, cgroupEvents: 0, eventsFollowed: 0, statusPolled: 0, longestSliceMs: 0 };
 
   constructor(private readonly root: StateRoot, private readonly opts: WatchHubOptions = {}) {
     this.pollMs = opts.pollMs ?? POLL_INTERVAL_MS;
@@ -585,6 +594,7 @@ export class WatchHub {
     for (const t of this.tracked.values()) {
       t.dirWatcher?.close();
       t.eventsWatcher?.close();
+      t.freezerWatcher?.close();
     }
     this.tracked.clear();
     this.membership++;
@@ -659,6 +669,7 @@ export class WatchHub {
         id, singles: new Set(), listed: false, entry: undefined, sig: undefined, key: { removed: id }, probe: undefined,
         dirWatcher: undefined, dirIno: -1, fileKey: "-", loaded: false,
         follow: "none", eventsFile: undefined, eventsWatcher: undefined, polled: false, freezerChecked: undefined,
+        freezerFile: undefined, freezerWatcher: undefined,
       };
       this.tracked.set(id, t);
       this.membership++;
@@ -670,6 +681,7 @@ export class WatchHub {
     t.dirWatcher?.close();
     t.dirWatcher = undefined;
     this.unwatchEvents(t);
+    this.unwatchFreezer(t);
     this.uncheckFreezer(t);
     this.setPolled(t, false);
     t.follow = "none";
@@ -800,6 +812,7 @@ export class WatchHub {
     const probe = t.probe;
     if (probe === undefined || status === undefined || status === "stopped") {
       this.unwatchEvents(t);
+      this.unwatchFreezer(t);
       this.uncheckFreezer(t);
       this.setPolled(t, false);
       t.follow = "none";
@@ -811,7 +824,12 @@ export class WatchHub {
       if (file !== undefined) this.watchEvents(t, file);
     }
     t.follow = t.eventsWatcher !== undefined ? "events" : "poll";
-    const freezerPolled = t.follow === "events" && !probe.freezerNotifies && probe.freezerDir !== undefined;
+    // v1 (hybrid) host: cgroup.events tells of the death, not of pause and resume. A write to freezer.state
+    // (runc pause and resume write it) notifies; FREEZING ends without a write, so a pausing one is polled.
+    const freezerFollowed = t.follow === "events" && !probe.freezerNotifies && probe.freezerDir !== undefined;
+    if (freezerFollowed) this.watchFreezer(t, `${probe.freezerDir as string}/freezer.state`);
+    else this.unwatchFreezer(t);
+    const freezerPolled = freezerFollowed && (t.freezerWatcher === undefined || status === "pausing");
     // The freezer dir is checked to lie on cgroupfs once; the poll then reads it without a statfs each time.
     if (freezerPolled && t.freezerChecked !== probe.freezerDir) {
       this.uncheckFreezer(t);
@@ -853,6 +871,48 @@ export class WatchHub {
       }
     }
     if (t.eventsWatcher !== undefined && (content === undefined || !/^populated 1$/m.test(content))) this.unwatchEvents(t);
+  }
+
+  /**
+   * Watches a live container's v1 `freezer.state` (inotify `IN_MODIFY` on
+   * every write to it: `runc pause` and `resume` write it), when it lies on a
+   * cgroup v1 filesystem. After the watch is in place the freezer is read
+   * once, so a pause between the load and now is never missed. On failure
+   * the container's freezer is polled, as before.
+   */
+  private watchFreezer(t: Tracked, file: string): void {
+    if (t.freezerWatcher !== undefined && t.freezerFile === file) return;
+    this.unwatchFreezer(t);
+    try {
+      if (fs.statfsSync(path.dirname(file)).type !== CGROUP_SUPER_MAGIC) return;
+      const w = fs.watch(file, () => {
+        this.stats.freezerEvents++;
+        this.markDirty(t.id);
+      });
+      w.on("error", () => {
+        w.close();
+        if (t.freezerWatcher === w) {
+          t.freezerWatcher = undefined;
+          t.freezerFile = undefined;
+        }
+        this.markDirty(t.id);
+      });
+      t.freezerWatcher = w;
+      t.freezerFile = file;
+    } catch (e) {
+      if (!isErrno(e, "ENOENT", "ENOTDIR")) {
+        this.warn(`freezer-watch:${describeError(e)}`, "cannot watch a container's freezer.state; polling its freezer instead", e);
+      }
+      return;
+    }
+    this.checkFreezer(t);
+    this.scheduleFlush();
+  }
+
+  private unwatchFreezer(t: Tracked): void {
+    t.freezerWatcher?.close();
+    t.freezerWatcher = undefined;
+    t.freezerFile = undefined;
   }
 
   /** Forgets that `t`'s freezer dir was checked (it is checked again when it is polled again). */

@@ -144,7 +144,9 @@ export class ShimMetrics implements CallObserver {
    * the poll: freezer, `/proc/PID/stat`, exec fifo — only containers without a
    * `cgroup.events` to watch), `runcshim_watch_freezer_polls_total` (freezer
    * reads of containers followed through `cgroup.events` on v1 and hybrid
-   * hosts), `runcshim_watch_cgroup_events_total` (notifications from
+   * hosts while `FREEZING`, or whose `freezer.state` cannot be watched),
+   * `runcshim_watch_freezer_events_total` (notifications from a v1
+   * `freezer.state`), `runcshim_watch_cgroup_events_total` (notifications from
    * `cgroup.events`) and `runcshim_watch_containers_followed{how}`.
    */
   observeWatchHub(counters: () => WatchHubCounters): void {
@@ -161,7 +163,8 @@ export class ShimMetrics implements CallObserver {
       });
     };
     counter("runcshim_watch_status_polls_total", "Status derivations by Watch's poll (freezer, /proc/PID/stat, exec fifo): live watched containers that have no cgroup.events to watch", (c) => c.statusPolls);
-    counter("runcshim_watch_freezer_polls_total", "Freezer reads by Watch's poll of containers followed through cgroup.events on a cgroup v1 (hybrid) host, where the freezer does not notify", (c) => c.freezerPolls);
+    counter("runcshim_watch_freezer_polls_total", "Freezer reads by Watch's poll of containers followed through cgroup.events on a cgroup v1 (hybrid) host: while FREEZING (which ends without a notification), or when freezer.state cannot be watched", (c) => c.freezerPolls);
+    counter("runcshim_watch_freezer_events_total", "Notifications (inotify) from the v1 freezer.state files Watch follows on a cgroup v1 (hybrid) host: writes to them (runc pause and resume)", (c) => c.freezerEvents);
     counter("runcshim_watch_cgroup_events_total", "Notifications (inotify) from the cgroup.events files Watch follows", (c) => c.cgroupEvents);
     new Gauge({
       name: "runcshim_watch_containers_followed",
