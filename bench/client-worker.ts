@@ -9,6 +9,8 @@
  * so the client-side cost of the two is the same.
  */
 import fs from "node:fs";
+import http2 from "node:http2";
+import net from "node:net";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
@@ -311,17 +313,16 @@ async function listTimes(c: Conn, root: string, reps: number, runcReps: number, 
   return { shim, runc: runcMs };
 }
 
-/** Open watch-all streams, by name: their clients, calls, and a hook told of each decoded message. */
-const watches = new Map<string, { clients: grpc.Client[]; calls: grpc.ClientReadableStream<Buffer>[]; onMessage?: (m: WatchResponse, at: number) => void }>();
+/** Open watch-all streams, by name: how to cancel their calls and close their connections, and a hook told of each decoded message. */
+interface OpenWatches {
+  cancel: () => void;
+  close: () => void;
+  onMessage?: (m: WatchResponse, at: number) => void;
+}
+const watches = new Map<string, OpenWatches>();
 /** The encoding of a SYNCED message: kind = 2, nothing else. */
 const SYNCED_BYTES = Buffer.from([0x08, 0x02]);
 
-/**
- * Opens `streams` watch-all streams over `connections` connections of their
- * own (not shared with the State channel); resolves when every stream has
- * had its SYNCED message. Without `decode`, messages are counted as raw bytes
- * (the client then costs little next to the server).
- */
 /**
  * The events of a raw batched message (`WatchResponse { batch = 3: WatchBatch { events = 1 } }`),
  * walked without decoding them: how many, and whether one is SYNCED.
@@ -352,11 +353,21 @@ function batchEvents(b: Buffer): { n: number; synced: boolean } {
   return { n, synced };
 }
 
+/**
+ * Opens `streams` watch-all streams over `connections` connections of their
+ * own (not shared with the State channel) with grpc-js; resolves when every
+ * stream has had its SYNCED message. Without `decode`, messages are counted as
+ * raw bytes, not decoded.
+ */
 async function watchOpen(name: string, socket: string, streams: number, connections: number, decode: boolean, maxBatch?: number): Promise<WatchOpenResult> {
   const clients = Array.from({ length: connections }, () =>
     new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "grpc.max_receive_message_length": 64 << 20 }),
   );
-  const entry: { clients: grpc.Client[]; calls: grpc.ClientReadableStream<Buffer>[]; onMessage?: (m: WatchResponse, at: number) => void } = { clients, calls: [] };
+  const calls: grpc.ClientReadableStream<Buffer>[] = [];
+  const entry: OpenWatches = {
+    cancel: () => calls.forEach((c) => c.cancel()),
+    close: () => clients.forEach((c) => c.close()),
+  };
   watches.set(name, entry);
   const t0 = performance.now();
   let messages = 0;
@@ -366,7 +377,7 @@ async function watchOpen(name: string, socket: string, streams: number, connecti
     Array.from({ length: streams }, (_, i) =>
       new Promise<number>((resolve, reject) => {
         const call = clients[i % connections]!.makeServerStreamRequest("/runcshim.v1.ShimService/Watch", () => request, (b: Buffer) => b, {});
-        entry.calls.push(call);
+        calls.push(call);
         let synced = false;
         call.on("data", (b: Buffer) => {
           if (!synced) messages++;
@@ -404,8 +415,98 @@ async function watchOpen(name: string, socket: string, streams: number, connecti
 }
 
 /**
- * `runc kill ID KILL` for each id in turn, each timed from runc's exit to the
- * CHANGED/STOPPED message on the (decoded) watch `name`.
+ * Splits a gRPC response body into its messages as its chunks arrive (each: a
+ * flags byte, a 4-byte big-endian length, the message). A message split
+ * across chunks is copied once whole; the others are views of their chunk.
+ */
+class GrpcMessages {
+  private rest: Buffer | undefined;
+
+  push(chunk: Buffer, onMessage: (m: Buffer) => void): void {
+    const buf = this.rest === undefined ? chunk : Buffer.concat([this.rest, chunk]);
+    let at = 0;
+    while (buf.length - at >= 5) {
+      const len = buf.readUInt32BE(at + 1);
+      if (buf.length - at - 5 < len) break;
+      onMessage(buf.subarray(at + 5, at + 5 + len));
+      at += 5 + len;
+    }
+    this.rest = at < buf.length ? buf.subarray(at) : undefined;
+  }
+}
+
+/**
+ * As {@link watchOpen} without decoding, through Node's http2 alone: the
+ * request's headers and body written as gRPC frames them, the response split
+ * into messages by their length prefixes and counted, SYNCED found by its
+ * bytes (a batch's events walked by {@link batchEvents}). A client this cheap
+ * per message (no grpc-js call machinery, no per-message callbacks) is what
+ * the 200-stream rows use, so they measure the server's delivery rather than
+ * a grpc-js client's receive path (which cost as much CPU as the server,
+ * measured). Flow control: Node's defaults, as grpc-js's (65,535-byte windows).
+ */
+async function watchOpenHttp2(name: string, socket: string, streams: number, connections: number, maxBatch?: number): Promise<WatchOpenResult> {
+  const sessions = Array.from({ length: connections }, () =>
+    http2.connect("http://localhost", { createConnection: () => net.connect(socket), maxSessionMemory: Number.MAX_SAFE_INTEGER }),
+  );
+  const calls: http2.ClientHttp2Stream[] = [];
+  watches.set(name, {
+    cancel: () => calls.forEach((c) => c.close(http2.constants.NGHTTP2_CANCEL)),
+    close: () => sessions.forEach((s) => s.close()),
+  });
+  for (const s of sessions) s.on("error", () => {}); // reported through the streams
+  const t0 = performance.now();
+  let messages = 0;
+  let events = 0;
+  const payload = maxBatch === undefined ? Buffer.alloc(0) : Buffer.from(WatchRequest.encode({ id: "", maxBatch }).finish());
+  const body = Buffer.alloc(5 + payload.length);
+  body.writeUInt32BE(payload.length, 1);
+  payload.copy(body, 5);
+  const syncedMs = await Promise.all(
+    Array.from({ length: streams }, (_, i) =>
+      new Promise<number>((resolve, reject) => {
+        const call = (sessions[i % connections] as http2.ClientHttp2Session).request({
+          ":method": "POST",
+          ":path": "/runcshim.v1.ShimService/Watch",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        calls.push(call);
+        call.end(body);
+        let synced = false;
+        const framing = new GrpcMessages();
+        const onMessage = (m: Buffer): void => {
+          if (synced) return;
+          messages++;
+          if (maxBatch !== undefined) {
+            const r = batchEvents(m);
+            events += r.n;
+            synced = r.synced;
+          } else {
+            events++;
+            synced = m.equals(SYNCED_BYTES);
+          }
+          if (synced) resolve(performance.now() - t0);
+        };
+        call.on("data", (chunk: Buffer) => {
+          if (!synced) framing.push(chunk, onMessage);
+        });
+        const failed = (why: string): void => {
+          if (!synced) reject(new Error(`Watch failed before SYNCED: ${why}`));
+        };
+        call.on("trailers", (t) => t["grpc-status"] !== undefined && t["grpc-status"] !== "0" && failed(`grpc-status ${String(t["grpc-status"])} ${String(t["grpc-message"] ?? "")}`));
+        call.on("response", (h) => h["grpc-status"] !== undefined && h["grpc-status"] !== "0" && failed(`grpc-status ${String(h["grpc-status"])}`));
+        call.on("error", (e: Error) => failed(e.message));
+        call.on("close", () => failed(`stream closed (code ${call.rstCode ?? "?"})`));
+      }),
+    ),
+  );
+  return { syncedMs, messages, events };
+}
+
+/**
+ * `runc kill ID KILL` for each id in turn, each timed from the spawn of runc
+ * kill to the CHANGED/STOPPED message on the (decoded) watch `name`.
  * @returns ms per kill
  */
 async function watchKill(name: string, root: string, ids: string[]): Promise<{ ms: number[]; runcMs: number[] }> {
@@ -457,21 +558,23 @@ async function handle(req: WorkerRequest): Promise<unknown> {
     case "list":
       return listTimes(conn(req.conn), req.root, req.reps, req.runcReps, req.expect);
     case "watchOpen":
-      return watchOpen(req.name, req.socket, req.streams, req.connections, req.decode, req.maxBatch);
+      return req.client === "http2"
+        ? watchOpenHttp2(req.name, req.socket, req.streams, req.connections, req.maxBatch)
+        : watchOpen(req.name, req.socket, req.streams, req.connections, req.decode, req.maxBatch);
     case "watchKill":
       return watchKill(req.name, req.root, req.ids);
     case "watchClose": {
       const w = watches.get(req.name);
       watches.delete(req.name);
-      for (const c of w?.calls ?? []) c.cancel();
+      w?.cancel();
       await new Promise((r) => setTimeout(r, 50));
-      for (const c of w?.clients ?? []) c.close();
+      w?.close();
       return undefined;
     }
     case "exit":
       for (const w of watches.values()) {
-        for (const c of w.calls) c.cancel();
-        for (const c of w.clients) c.close();
+        w.cancel();
+        w.close();
       }
       watches.clear();
       for (const c of conns.values()) {

@@ -147,7 +147,7 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
   const cpuM0 = { server: cpuTimes(srv.pid)?.selfMs ?? Number.NaN, client: cpuTimes(worker.pid)?.selfMs ?? Number.NaN, at: performance.now() };
   let cpuMany = { server: Number.NaN, client: Number.NaN, seconds: Number.NaN };
   try {
-    many = await worker.request({ op: "watchOpen", name: "many", socket: srv.socket, streams: config.watchStreams, connections: Math.ceil(config.watchStreams / 50), decode: false });
+    many = await worker.request({ op: "watchOpen", name: "many", socket: srv.socket, streams: config.watchStreams, connections: Math.ceil(config.watchStreams / 50), decode: false, client: "http2" });
     cpuMany = {
       server: ((cpuTimes(srv.pid)?.selfMs ?? Number.NaN) - cpuM0.server) / 1000,
       client: ((cpuTimes(worker.pid)?.selfMs ?? Number.NaN) - cpuM0.client) / 1000,
@@ -183,7 +183,7 @@ export async function watchSection(ctx: WatchSectionContext): Promise<WatchSecti
   // ---- The same streams again, batched (WatchRequest.max_batch): the opt-in for a manager that syncs many containers.
   await sleep(1000);
   const cpuB0 = { server: cpuTimes(srv.pid)?.selfMs ?? Number.NaN, client: cpuTimes(worker.pid)?.selfMs ?? Number.NaN };
-  const batched = await worker.request({ op: "watchOpen", name: "batched", socket: srv.socket, streams: config.watchStreams, connections: Math.ceil(config.watchStreams / 50), decode: false, maxBatch: config.watchBatch });
+  const batched = await worker.request({ op: "watchOpen", name: "batched", socket: srv.socket, streams: config.watchStreams, connections: Math.ceil(config.watchStreams / 50), decode: false, maxBatch: config.watchBatch, client: "http2" });
   const cpuBatched = {
     server: ((cpuTimes(srv.pid)?.selfMs ?? Number.NaN) - cpuB0.server) / 1000,
     client: ((cpuTimes(worker.pid)?.selfMs ?? Number.NaN) - cpuB0.client) / 1000,

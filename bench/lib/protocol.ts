@@ -60,6 +60,8 @@ export type WorkerRequest =
       decode: boolean;
       /** WatchRequest.max_batch (unset: one event per message, the default stream). */
       maxBatch?: number;
+      /** The client: grpc-js (default), or Node's http2 alone counting raw messages (`decode` false). */
+      client?: "grpc-js" | "http2";
     }
   | { seq: number; op: "watchKill"; name: string; root: string; ids: string[] }
   | { seq: number; op: "watchClose"; name: string }
