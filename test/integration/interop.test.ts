@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { Metadata, status as GrpcStatus } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ContainerStateView, type ShimClient } from "../../src/client/client.js";
-import { spawnInit, writeFakeContainer } from "../helpers/fake-containers.js";
+import { DEAD_INIT, spawnInit, tempRoot, writeFakeContainer } from "../helpers/fake-containers.js";
 import { makeBundle, RuncFixture, skipRunc, uniqueId, waitFor } from "../helpers/runc.js";
 import { startServer, type ServerProcess } from "../helpers/server.js";
 
@@ -356,6 +356,50 @@ describe.skipIf(SKIP)("Python client interop (grpcio, stubs generated from proto
       "runc-shim",
       { container_id: byPython },
     ]);
+  }, TEST_TIMEOUT_MS);
+});
+
+describe.skipIf(SKIP)("Python client interop: Watch-alls of 3,000 containers, unbatched and batched", () => {
+  const WATCH_PY = fileURLToPath(new URL("../interop/watch.py", import.meta.url));
+  const N = 3000;
+  let fake: ReturnType<typeof tempRoot>;
+  let server: ServerProcess | undefined;
+  const ids: string[] = [];
+
+  beforeAll(async () => {
+    fake = tempRoot("rs-pywatch-");
+    for (let i = 0; i < N; i++) {
+      const id = `pyw-${String(i).padStart(5, "0")}`;
+      writeFakeContainer(fake.root, id, DEAD_INIT, { created: false });
+      ids.push(id);
+    }
+    server = await startServer(fake.root);
+  }, TEST_TIMEOUT_MS);
+  afterAll(async () => {
+    await stopServer(server);
+    fake?.cleanup();
+  });
+
+  type Stream = { messages: number; events: number; initial: string[]; kinds: Record<string, number>; statuses: Record<string, number> };
+
+  it("8 streams at once on one channel: each gets every container once, in id order, then SYNCED", async () => {
+    const r = await runPython<{ streams: Stream[] }>(WATCH_PY, ["--target", `unix://${(server as ServerProcess).socket}`, "--streams", "8"]);
+    expect(r.streams).toHaveLength(8);
+    for (const st of r.streams) {
+      expect(st.initial).toEqual(ids);
+      expect(st.kinds).toEqual({ WATCH_EVENT_KIND_INITIAL: N, WATCH_EVENT_KIND_SYNCED: 1 });
+      expect(st.statuses).toEqual({ CONTAINER_STATUS_STOPPED: N });
+      expect(st.messages).toBe(N + 1);
+    }
+  }, TEST_TIMEOUT_MS);
+
+  it("max_batch 100: the same events in 31 messages per stream", async () => {
+    const r = await runPython<{ streams: Stream[] }>(WATCH_PY, ["--target", `unix://${(server as ServerProcess).socket}`, "--streams", "4", "--max-batch", "100"]);
+    for (const st of r.streams) {
+      expect(st.initial).toEqual(ids);
+      expect(st.events).toBe(N + 1);
+      expect(st.messages).toBe(Math.ceil((N + 1) / 100));
+    }
   }, TEST_TIMEOUT_MS);
 });
 
