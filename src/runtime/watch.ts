@@ -315,6 +315,8 @@ interface Tracked {
   /** The `cgroup.events` file watched (`follow === "events"`). */
   eventsFile: string | undefined;
   eventsWatcher: fs.FSWatcher | undefined;
+  /** Inode of the `cgroup.events` watched ({@link watchedFileMoved}). */
+  eventsIno: number;
   /** In the poll: its status (`follow === "poll"`) or, on a v1 host, its freezer (`"events"`). */
   polled: boolean;
   /** The freezer dir found on a cgroup filesystem, once (the poll then reads it without a statfs per read). */
@@ -322,6 +324,8 @@ interface Tracked {
   /** The v1 `freezer.state` watched (`follow === "events"` on a v1 host): inotify tells of every write to it. */
   freezerFile: string | undefined;
   freezerWatcher: fs.FSWatcher | undefined;
+  /** Inode of the `freezer.state` watched ({@link watchedFileMoved}). */
+  freezerIno: number;
 }
 
 /** A rescan in progress: the root being read, then the containers being checked. */
@@ -340,6 +344,27 @@ function fileKey(dir: string): string {
   if (d === undefined) return "";
   const f = fs.lstatSync(`${dir}/${STATE_FILENAME}`, { throwIfNoEntry: false });
   return f === undefined ? `${d.ino}` : `${d.ino}|${f.ino}:${f.size}:${f.mtimeMs}:${f.ctimeMs}`;
+}
+
+/** The inode at `file` now, or -1 when there is none (or it cannot be stat'ed). */
+function inodeOf(file: string): number {
+  try {
+    return fs.statSync(file, { throwIfNoEntry: false })?.ino ?? -1;
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * Whether the file at `file` is no longer the inode `ino` a watch was set on.
+ * An inotify watch follows its inode, and a cgroup file says nothing when its
+ * cgroup is removed (kernfs sends no `IN_DELETE_SELF`, measured): a cgroup
+ * removed and made again at the same path (a container deleted and made again
+ * with the same id while the event loop was busy; processes moved out and
+ * back) leaves a watch that never fires again, which only this check finds.
+ */
+function watchedFileMoved(file: string, ino: number): boolean {
+  return inodeOf(file) !== ino;
 }
 
 /** The status a freezer state forces, whatever the init does (runc's order: the freezer first). */
@@ -669,7 +694,7 @@ export class WatchHub {
         id, singles: new Set(), listed: false, entry: undefined, sig: undefined, key: { removed: id }, probe: undefined,
         dirWatcher: undefined, dirIno: -1, fileKey: "-", loaded: false,
         follow: "none", eventsFile: undefined, eventsWatcher: undefined, polled: false, freezerChecked: undefined,
-        freezerFile: undefined, freezerWatcher: undefined,
+        freezerFile: undefined, freezerWatcher: undefined, eventsIno: -1, freezerIno: -1,
       };
       this.tracked.set(id, t);
       this.membership++;
@@ -819,7 +844,7 @@ export class WatchHub {
       return;
     }
     const file = probe.cgroupEvents;
-    if (file !== t.eventsFile) {
+    if (file !== t.eventsFile || (file !== undefined && t.eventsWatcher !== undefined && watchedFileMoved(file, t.eventsIno))) {
       this.unwatchEvents(t);
       if (file !== undefined) this.watchEvents(t, file);
     }
@@ -863,6 +888,7 @@ export class WatchHub {
       });
       t.eventsWatcher = w;
       t.eventsFile = file;
+      t.eventsIno = inodeOf(file);
       // Read after the watch is in place: a death between the load and now is then never missed.
       content = readCgroupFile(file, 256);
     } catch (e) {
@@ -881,7 +907,7 @@ export class WatchHub {
    * the container's freezer is polled, as before.
    */
   private watchFreezer(t: Tracked, file: string): void {
-    if (t.freezerWatcher !== undefined && t.freezerFile === file) return;
+    if (t.freezerWatcher !== undefined && t.freezerFile === file && !watchedFileMoved(file, t.freezerIno)) return;
     this.unwatchFreezer(t);
     try {
       if (fs.statfsSync(path.dirname(file)).type !== CGROUP_SUPER_MAGIC) return;
@@ -899,6 +925,7 @@ export class WatchHub {
       });
       t.freezerWatcher = w;
       t.freezerFile = file;
+      t.freezerIno = inodeOf(file);
     } catch (e) {
       if (!isErrno(e, "ENOENT", "ENOTDIR")) {
         this.warn(`freezer-watch:${describeError(e)}`, "cannot watch a container's freezer.state; polling its freezer instead", e);
@@ -953,7 +980,13 @@ export class WatchHub {
     if (t.dirWatcher !== undefined && t.dirIno === ino) return;
     this.unwatchDir(t);
     try {
-      const w = fs.watch(dir, () => this.markDirty(t.id));
+      const w = fs.watch(dir, (event, name) => {
+        // The dir itself removed (IN_DELETE_SELF: the name is the dir's own): this watch will never fire
+        // again, and a dir made again at the path may reuse the inode number, so the inode check below
+        // would keep it. Dropped here; the evaluation watches whatever is at the path now.
+        if (event === "rename" && name === t.id && t.dirWatcher === w) this.unwatchDir(t);
+        this.markDirty(t.id);
+      });
       w.on("error", () => {
         w.close();
         if (t.dirWatcher === w) t.dirWatcher = undefined;
@@ -1058,6 +1091,14 @@ export class WatchHub {
       return;
     }
     if (forced !== undefined) this.dirty.add(t.id);
+  }
+
+  /** Whether a file `t`'s notifications come from was replaced at its path since it was watched (the next evaluation watches the new one). */
+  private watchesMoved(t: Tracked): boolean {
+    return (
+      (t.eventsFile !== undefined && watchedFileMoved(t.eventsFile, t.eventsIno)) ||
+      (t.freezerFile !== undefined && watchedFileMoved(t.freezerFile, t.freezerIno))
+    );
   }
 
   /** Marks `t` dirty when its freezer no longer agrees with the status reported (pause and resume on a v1 host). */
@@ -1175,7 +1216,10 @@ export class WatchHub {
           }
           if (key !== t.fileKey) this.dirty.add(t.id);
           else if (t.entry?.state?.status === "stopped") this.checkStopped(t);
-          else if (t.follow === "events") this.checkStatus(t);
+          else if (t.follow === "events") {
+            this.checkStatus(t);
+            if (this.watchesMoved(t)) this.dirty.add(t.id);
+          }
           if (performance.now() >= until) break;
         }
       });

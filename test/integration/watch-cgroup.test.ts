@@ -1,7 +1,7 @@
 /**
  * Issue 11: Watch sees a container's death through its unified cgroup's
  * `cgroup.events` (inotify), not by polling `/proc`, and pause/resume on a v1
- * (hybrid) host through the budgeted freezer poll. Real runc, a real server
+ * (hybrid) host through `freezer.state`'s notifications. Real runc, a real server
  * process, its metrics scraped to count what the poll did.
  */
 import fs from "node:fs";
@@ -120,6 +120,74 @@ describe.skipIf(skipRunc())("Watch follows containers through cgroup.events", ()
     console.log(`freezer.state notifications ${freezerEvents}, freezer polls ${freezerPolls}`);
     if (mode === "v1") expect(freezerEvents).toBeGreaterThanOrEqual(2); // runc pause and runc resume each wrote freezer.state
     else expect(freezerEvents + freezerPolls).toBe(0);
+    ac.abort();
+    await one.done;
+    fx.runc("delete", "-f", id);
+    fx.forget(id);
+  });
+
+  it("a container deleted and made again with the same id while the server was stopped: its new cgroup files are watched", async () => {
+    const id = fx.create(uniqueId("rs-wcg"));
+    fx.runc("start", id);
+    const ac = new AbortController();
+    const one = collect(shim.watch(id, { signal: ac.signal }));
+    await one.until((e) => e.some((x) => x.kind === "synced"));
+    const firstPid = fx.initPid(id);
+    const pid = server.proc.pid as number;
+    // The server's event loop stalls (a long GC pause, a starved CPU) while the id is made again.
+    process.kill(pid, "SIGSTOP");
+    try {
+      fx.runc("delete", "-f", id);
+      fx.create(id);
+      fx.runc("start", id);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    const newPid = fx.initPid(id);
+    await one.until((evs) => evs.some((e) => e.kind !== "synced" && e.kind !== "initial" && e.state?.status === "running" && e.state.pid === newPid), 2000);
+    expect(newPid).not.toBe(firstPid);
+    for (const [verb, status, args] of [["pause", "paused", []], ["resume", "running", []], ["kill", "stopped", ["KILL"]]] as const) {
+      const seen = one.got.length;
+      fx.runc(verb, id, ...args);
+      const t = performance.now();
+      const match = (e: Received) => e.kind === "changed" && e.state?.status === status;
+      // Well within the 2 s rescan: through the new cgroup.events and freezer.state, not the old ones.
+      await one.until((evs) => evs.slice(seen).some(match), 1000);
+      expect((one.got.slice(seen).find(match) as Received).at - t, verb).toBeLessThan(100);
+    }
+    ac.abort();
+    await one.done;
+    fx.runc("delete", "-f", id);
+    fx.forget(id);
+  });
+
+  it("follows a freezer.state made anew at the same path: its cgroup removed and made again under a live container", async () => {
+    const id = fx.create(uniqueId("rs-wcg"));
+    fx.runc("start", id);
+    const state = JSON.parse(fs.readFileSync(path.join(fx.root, id, "state.json"), "utf8")) as { init_process_pid: number; cgroup_paths: Record<string, string> };
+    const dir = mode === "v2" ? state.cgroup_paths[""] : state.cgroup_paths.freezer;
+    expect(dir, "state.json names the container's freezer cgroup").toBeTruthy();
+    const ac = new AbortController();
+    const one = collect(shim.watch(id, { signal: ac.signal }));
+    await one.until((e) => e.some((x) => x.kind === "synced"));
+    // The init moves to the hierarchy's root cgroup, its cgroup is removed and made again, the init moves back.
+    const top = path.dirname(dir as string);
+    const pid = String(state.init_process_pid);
+    fs.writeFileSync(path.join(top, "cgroup.procs"), pid);
+    fs.rmdirSync(dir as string);
+    fs.mkdirSync(dir as string);
+    fs.writeFileSync(path.join(dir as string, "cgroup.procs"), pid);
+    // Nothing notifies of that (kernfs sends no IN_DELETE_SELF): the next rescan (every 2 s) finds the file's new
+    // inode and watches it; from then on pause and resume are seen through it again.
+    await new Promise((r) => setTimeout(r, 2600));
+    for (const [verb, status] of [["pause", "paused"], ["resume", "running"]] as const) {
+      const seen = one.got.length;
+      fx.runc(verb, id);
+      const t = performance.now();
+      const match = (e: Received) => e.kind === "changed" && e.state?.status === status;
+      await one.until((evs) => evs.slice(seen).some(match), 1000);
+      expect((one.got.slice(seen).find(match) as Received).at - t).toBeLessThan(100);
+    }
     ac.abort();
     await one.done;
     fx.runc("delete", "-f", id);
