@@ -603,6 +603,8 @@ export class StateRoot {
   }
 
   private remember(file: string, entry: CacheEntry): void {
+    const before = this.cache.get(file)?.record;
+    if (before !== undefined && !(before instanceof RuntimeError)) dropHeldOfReplaced(before, entry.record);
     this.cache.delete(file);
     this.cache.set(file, entry);
     if (this.cache.size > STATE_CACHE_ENTRIES) {
@@ -620,6 +622,22 @@ export class StateRoot {
       throw e;
     }
   }
+}
+
+/**
+ * A container's state.json was replaced (the id deleted and made again, a
+ * rewrite): closes the status files held for the old record that the new one
+ * does not use — its init's `/proc/<pid>/stat` and its cgroup dirs' files —
+ * rather than leave them open until the held-file pool's own eviction (an open
+ * file of a removed cgroup keeps the kernel's record of that cgroup).
+ * Files at paths the new record uses too are left: a read of one whose cgroup
+ * was made again fails (ENODEV) and opens the path anew.
+ */
+function dropHeldOfReplaced(old: ContainerStateRecord, now: ContainerStateRecord | RuntimeError): void {
+  const next = now instanceof RuntimeError ? undefined : now;
+  if (old.initProcessPid > 0 && next?.initProcessPid !== old.initProcessPid) heldFiles.dropUnder(`/proc/${old.initProcessPid}`);
+  const kept = new Set(next === undefined ? [] : Object.values(next.cgroupPaths));
+  for (const dir of Object.values(old.cgroupPaths)) if (dir !== "" && !kept.has(dir)) heldFiles.dropUnder(dir);
 }
 
 /**

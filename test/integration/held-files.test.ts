@@ -10,9 +10,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { uniqueId } from "../../scripts/lib/runc.js";
+import { StateRoot } from "../../src/runtime/container.js";
 import { readCgroupFile } from "../../src/runtime/freezer.js";
 import { HeldFiles, heldFiles } from "../../src/runtime/held-files.js";
 import { isInitAlive, readProcStat } from "../../src/runtime/proc.js";
+import { spawnInit, tempRoot, writeFakeContainer } from "../helpers/fake-containers.js";
 
 const children: ChildProcess[] = [];
 const cgroups: string[] = [];
@@ -92,6 +94,30 @@ describe("held status files", () => {
     cgroups.pop();
     expect(readCgroupFile(file)).toBeUndefined();
     expect(heldFiles.files()).not.toContain(file);
+  });
+
+  it("a container's state.json replaced (the id made again for another init): the old init's held /proc file is closed", async () => {
+    const fake = tempRoot("rs-held-");
+    try {
+      const [a, b] = [await spawnInit(), await spawnInit()];
+      try {
+        const root = new StateRoot(fake.root, "v1");
+        writeFakeContainer(fake.root, "c1", a, { created: false });
+        expect(root.state("c1").status).toBe("running");
+        expect(heldFiles.files()).toContain(`/proc/${a.pid}/stat`);
+        fs.rmSync(path.join(fake.root, "c1"), { recursive: true }); // runc delete, then runc create of the same id
+        writeFakeContainer(fake.root, "c1", b, { created: false });
+        expect(root.state("c1").pid).toBe(b.pid);
+        expect(heldFiles.files()).toContain(`/proc/${b.pid}/stat`);
+        expect(heldFiles.files()).not.toContain(`/proc/${a.pid}/stat`); // while the old init still lives
+        expect(isInitAlive(a.pid, a.startTime)).toBe(true);
+      } finally {
+        await a.kill();
+        await b.kill();
+      }
+    } finally {
+      fake.cleanup();
+    }
   });
 
   it("holds at most `max` fds, closing the least recently read first", () => {
