@@ -273,9 +273,20 @@ export class WatchSubscription {
     this.listener?.();
   }
 
-  /** @internal No event will follow (the hub closed, or failed with `error`). */
+  /**
+   * @internal No event will follow (the hub closed, or failed with `error`).
+   * On a failure before the reader took every `initial` event, the rest of them
+   * and the `synced` marker are dropped: `synced` says the reader has seen every
+   * container, which it then has not (it gets the error instead).
+   */
   end(error?: unknown): void {
     if (this.closed || this.ending !== undefined) return;
+    if (error !== undefined && this.snapshotAt < this.snapshot.length) {
+      this.snapshot = [];
+      this.snapshotAt = 0;
+      this.lookup = undefined;
+      this.pending.delete(SYNCED_KEY);
+    }
     this.ending = error === undefined ? {} : { error };
     this.listener?.();
   }

@@ -343,6 +343,21 @@ describe("WatchHub over a state root", () => {
     expect(hub.subscribers).toBe(0);
   });
 
+  it("a root that fails while a reader is still taking its initial events: no SYNCED, the error", async () => {
+    setup({ rescanMs: 50 });
+    for (const id of ["r1", "r2", "r3"]) writeFakeContainer(fake.root, id, DEAD_INIT);
+    const s = hub.subscribe();
+    const first = s.take();
+    expect([first?.kind, first?.id]).toEqual(["initial", "r1"]);
+    fs.rmSync(fake.root, { recursive: true });
+    const t0 = Date.now();
+    while (s.done === undefined && Date.now() - t0 < 1000) await new Promise((r) => setTimeout(r, 10));
+    const rest: string[] = [];
+    for (let ev = s.take(); ev !== undefined; ev = s.take()) rest.push(ev.kind);
+    expect(rest).not.toContain("synced");
+    expect((s.done?.error as RuntimeError | undefined)?.kind).toBe("ConfigInvalid");
+  });
+
   it("refuses a bad id and an unusable root", async () => {
     setup();
     await new Promise((r) => setTimeout(r, 60));
