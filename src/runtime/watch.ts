@@ -876,6 +876,29 @@ export class WatchHub {
   }
 
   /**
+   * An inotify watch of `file`, one of `t`'s cgroup files, when its dir lies on
+   * the cgroup filesystem `magic` (statfs; else nothing is watched:
+   * `undefined`). Each notification counts in `stats[counter]` and marks `t`
+   * dirty; on an error the watch is closed, `lost` is told (to forget it, if it
+   * is still the caller's) and `t` is marked dirty.
+   *
+   * @throws what statfs and fs.watch throw (ENOENT: no such file)
+   */
+  private watchCgroupFile(t: Tracked, file: string, magic: number, counter: "cgroupEvents" | "freezerEvents", lost: (w: fs.FSWatcher) => void): fs.FSWatcher | undefined {
+    if (fs.statfsSync(path.dirname(file)).type !== magic) return undefined;
+    const w = fs.watch(file, () => {
+      this.stats[counter]++;
+      this.markDirty(t.id);
+    });
+    w.on("error", () => {
+      w.close();
+      lost(w);
+      this.markDirty(t.id);
+    });
+    return w;
+  }
+
+  /**
    * Watches a live container's `cgroup.events` (inotify `IN_MODIFY` on every
    * change of `populated` or `frozen`). Only a file on cgroup2 is watched, and
    * only while it says `populated 1` (else the init is not where state.json
@@ -884,19 +907,10 @@ export class WatchHub {
   private watchEvents(t: Tracked, file: string): void {
     let content: string | undefined;
     try {
-      if (fs.statfsSync(path.dirname(file)).type !== CGROUP2_SUPER_MAGIC) return;
-      const w = fs.watch(file, () => {
-        this.stats.cgroupEvents++;
-        this.markDirty(t.id);
+      const w = this.watchCgroupFile(t, file, CGROUP2_SUPER_MAGIC, "cgroupEvents", (lost) => {
+        if (t.eventsWatcher === lost) this.unwatchEvents(t);
       });
-      w.on("error", () => {
-        w.close();
-        if (t.eventsWatcher === w) {
-          t.eventsWatcher = undefined;
-          t.eventsFile = undefined;
-        }
-        this.markDirty(t.id);
-      });
+      if (w === undefined) return;
       t.eventsWatcher = w;
       t.eventsFile = file;
       t.eventsIno = inodeOf(file);
@@ -921,19 +935,10 @@ export class WatchHub {
     if (t.freezerWatcher !== undefined && t.freezerFile === file && !watchedFileMoved(file, t.freezerIno)) return;
     this.unwatchFreezer(t);
     try {
-      if (fs.statfsSync(path.dirname(file)).type !== CGROUP_SUPER_MAGIC) return;
-      const w = fs.watch(file, () => {
-        this.stats.freezerEvents++;
-        this.markDirty(t.id);
+      const w = this.watchCgroupFile(t, file, CGROUP_SUPER_MAGIC, "freezerEvents", (lost) => {
+        if (t.freezerWatcher === lost) this.unwatchFreezer(t);
       });
-      w.on("error", () => {
-        w.close();
-        if (t.freezerWatcher === w) {
-          t.freezerWatcher = undefined;
-          t.freezerFile = undefined;
-        }
-        this.markDirty(t.id);
-      });
+      if (w === undefined) return;
       t.freezerWatcher = w;
       t.freezerFile = file;
       t.freezerIno = inodeOf(file);
