@@ -95,22 +95,39 @@ describe.skipIf(skipRunc())("Watch follows containers through cgroup.events", ()
     fx.forget(id);
   });
 
-  it("reports runc pause and resume: freezer.state's notifications on a v1 host, cgroup.events on v2", async () => {
+  /** A started container with a watch of its id, synced. */
+  async function watchedContainer(): Promise<{ id: string; one: ReturnType<typeof collect>; ac: AbortController }> {
     const id = fx.create(uniqueId("rs-wcg"));
     fx.runc("start", id);
     const ac = new AbortController();
     const one = collect(shim.watch(id, { signal: ac.signal }));
     await one.until((e) => e.some((x) => x.kind === "synced"));
+    return { id, one, ac };
+  }
+
+  /** Runs `runc ARGS...` and waits (at most `ms`) for the CHANGED event to `status`; returns ms from runc's return to it. */
+  async function seenAfter(one: ReturnType<typeof collect>, args: string[], status: string, ms: number): Promise<number> {
+    const seen = one.got.length;
+    fx.runc(...args);
+    const t = performance.now();
+    const match = (e: Received) => e.kind === "changed" && e.state?.status === status;
+    await one.until((evs) => evs.slice(seen).some(match), ms);
+    return (one.got.slice(seen).find(match) as Received).at - t;
+  }
+
+  async function endWatch(w: { id: string; one: ReturnType<typeof collect>; ac: AbortController }): Promise<void> {
+    w.ac.abort();
+    await w.one.done;
+    fx.runc("delete", "-f", w.id);
+    fx.forget(w.id);
+  }
+
+  it("reports runc pause and resume: freezer.state's notifications on a v1 host, cgroup.events on v2", async () => {
+    const w = await watchedContainer();
+    const { id, one } = w;
     const before = await metrics();
     const latencies: number[] = [];
-    for (const [verb, status] of [["pause", "paused"], ["resume", "running"]] as const) {
-      const seen = one.got.length;
-      fx.runc(verb, id);
-      const t = performance.now();
-      const match = (e: Received) => e.kind === "changed" && e.state?.status === status;
-      await one.until((evs) => evs.slice(seen).some(match), 2000);
-      latencies.push((one.got.slice(seen).find(match) as Received).at - t);
-    }
+    for (const [verb, status] of [["pause", "paused"], ["resume", "running"]] as const) latencies.push(await seenAfter(one, [verb, id], status, 2000));
     const after = await metrics();
     console.log(`cgroup ${mode}: pause seen after ${latencies[0]?.toFixed(1)} ms, resume after ${latencies[1]?.toFixed(1)} ms`);
     for (const ms of latencies) expect(ms).toBeLessThan(100);
@@ -120,18 +137,12 @@ describe.skipIf(skipRunc())("Watch follows containers through cgroup.events", ()
     console.log(`freezer.state notifications ${freezerEvents}, freezer polls ${freezerPolls}`);
     if (mode === "v1") expect(freezerEvents).toBeGreaterThanOrEqual(2); // runc pause and runc resume each wrote freezer.state
     else expect(freezerEvents + freezerPolls).toBe(0);
-    ac.abort();
-    await one.done;
-    fx.runc("delete", "-f", id);
-    fx.forget(id);
+    await endWatch(w);
   });
 
   it("a container deleted and made again with the same id while the server was stopped: its new cgroup files are watched", async () => {
-    const id = fx.create(uniqueId("rs-wcg"));
-    fx.runc("start", id);
-    const ac = new AbortController();
-    const one = collect(shim.watch(id, { signal: ac.signal }));
-    await one.until((e) => e.some((x) => x.kind === "synced"));
+    const w = await watchedContainer();
+    const { id, one } = w;
     const firstPid = fx.initPid(id);
     const pid = server.proc.pid as number;
     // The server's event loop stalls (a long GC pause, a starved CPU) while the id is made again.
@@ -147,29 +158,18 @@ describe.skipIf(skipRunc())("Watch follows containers through cgroup.events", ()
     await one.until((evs) => evs.some((e) => e.kind !== "synced" && e.kind !== "initial" && e.state?.status === "running" && e.state.pid === newPid), 2000);
     expect(newPid).not.toBe(firstPid);
     for (const [verb, status, args] of [["pause", "paused", []], ["resume", "running", []], ["kill", "stopped", ["KILL"]]] as const) {
-      const seen = one.got.length;
-      fx.runc(verb, id, ...args);
-      const t = performance.now();
-      const match = (e: Received) => e.kind === "changed" && e.state?.status === status;
       // Well within the 2 s rescan: through the new cgroup.events and freezer.state, not the old ones.
-      await one.until((evs) => evs.slice(seen).some(match), 1000);
-      expect((one.got.slice(seen).find(match) as Received).at - t, verb).toBeLessThan(100);
+      expect(await seenAfter(one, [verb, id, ...args], status, 1000), verb).toBeLessThan(100);
     }
-    ac.abort();
-    await one.done;
-    fx.runc("delete", "-f", id);
-    fx.forget(id);
+    await endWatch(w);
   });
 
   it("follows a freezer.state made anew at the same path: its cgroup removed and made again under a live container", async () => {
-    const id = fx.create(uniqueId("rs-wcg"));
-    fx.runc("start", id);
+    const w = await watchedContainer();
+    const { id, one } = w;
     const state = JSON.parse(fs.readFileSync(path.join(fx.root, id, "state.json"), "utf8")) as { init_process_pid: number; cgroup_paths: Record<string, string> };
     const dir = mode === "v2" ? state.cgroup_paths[""] : state.cgroup_paths.freezer;
     expect(dir, "state.json names the container's freezer cgroup").toBeTruthy();
-    const ac = new AbortController();
-    const one = collect(shim.watch(id, { signal: ac.signal }));
-    await one.until((e) => e.some((x) => x.kind === "synced"));
     // The init moves to the hierarchy's root cgroup, its cgroup is removed and made again, the init moves back.
     const top = path.dirname(dir as string);
     const pid = String(state.init_process_pid);
@@ -181,16 +181,8 @@ describe.skipIf(skipRunc())("Watch follows containers through cgroup.events", ()
     // inode and watches it; from then on pause and resume are seen through it again.
     await new Promise((r) => setTimeout(r, 2600));
     for (const [verb, status] of [["pause", "paused"], ["resume", "running"]] as const) {
-      const seen = one.got.length;
-      fx.runc(verb, id);
-      const t = performance.now();
-      const match = (e: Received) => e.kind === "changed" && e.state?.status === status;
-      await one.until((evs) => evs.slice(seen).some(match), 1000);
-      expect((one.got.slice(seen).find(match) as Received).at - t).toBeLessThan(100);
+      expect(await seenAfter(one, [verb, id], status, 1000), verb).toBeLessThan(100);
     }
-    ac.abort();
-    await one.done;
-    fx.runc("delete", "-f", id);
-    fx.forget(id);
+    await endWatch(w);
   });
 });
