@@ -401,8 +401,7 @@ export class StateRoot {
    * for its status (its cgroup files, its init's `/proc/<pid>/stat`), after Delete removed it.
    */
   forget(c: LoadedContainer): void {
-    for (const dir of Object.values(c.record.cgroupPaths)) if (dir !== "") heldFiles.dropUnder(dir);
-    if (c.record.initProcessPid > 0) heldFiles.dropUnder(`/proc/${c.record.initProcessPid}`);
+    dropHeldFiles(c.record, undefined);
     this.cache.delete(`${c.stateDir}/${STATE_FILENAME}`);
     this.cache.delete(`${this.entryPath(c.id)}/${STATE_FILENAME}`);
   }
@@ -604,7 +603,7 @@ export class StateRoot {
 
   private remember(file: string, entry: CacheEntry): void {
     const before = this.cache.get(file)?.record;
-    if (before !== undefined && !(before instanceof RuntimeError)) dropHeldOfReplaced(before, entry.record);
+    if (before !== undefined && !(before instanceof RuntimeError)) dropHeldFiles(before, entry.record instanceof RuntimeError ? undefined : entry.record);
     this.cache.delete(file);
     this.cache.set(file, entry);
     if (this.cache.size > STATE_CACHE_ENTRIES) {
@@ -625,16 +624,16 @@ export class StateRoot {
 }
 
 /**
- * A container's state.json was replaced (the id deleted and made again, a
- * rewrite): closes the status files held for the old record that the new one
- * does not use — its init's `/proc/<pid>/stat` and its cgroup dirs' files —
- * rather than leave them open until the held-file pool's own eviction (an open
- * file of a removed cgroup keeps the kernel's record of that cgroup).
- * Files at paths the new record uses too are left: a read of one whose cgroup
+ * Closes the status files held for a container record — its init's
+ * `/proc/<pid>/stat` and its cgroup dirs' files — that `next` does not use:
+ * all of them when the container is forgotten (`next` undefined), the old
+ * record's own when its state.json was replaced (the id deleted and made
+ * again, a rewrite), rather than leave them open until the held-file pool's
+ * eviction (an open file of a removed cgroup keeps the kernel's record of that
+ * cgroup). Files at paths `next` uses too are left: a read of one whose cgroup
  * was made again fails (ENODEV) and opens the path anew.
  */
-function dropHeldOfReplaced(old: ContainerStateRecord, now: ContainerStateRecord | RuntimeError): void {
-  const next = now instanceof RuntimeError ? undefined : now;
+function dropHeldFiles(old: ContainerStateRecord, next: ContainerStateRecord | undefined): void {
   if (old.initProcessPid > 0 && next?.initProcessPid !== old.initProcessPid) heldFiles.dropUnder(`/proc/${old.initProcessPid}`);
   const kept = new Set(next === undefined ? [] : Object.values(next.cgroupPaths));
   for (const dir of Object.values(old.cgroupPaths)) if (dir !== "" && !kept.has(dir)) heldFiles.dropUnder(dir);
