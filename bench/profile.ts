@@ -2,7 +2,7 @@
  * Where the server's time goes under a State load:
  *
  *   node dist/bench/profile.js [--seconds 10] [--concurrency 64] [--dir /tmp/prof] [--top 25] [--kind shim|floor]
- *   node dist/bench/profile.js --cpu [--seconds 10] [--concurrency 64]
+ *   node dist/bench/profile.js --cpu [--seconds 10] [--concurrency 64] [--log-level warn]
  *
  * `--cpu` runs no profiler: it alternates State and floor windows of 1 s on one
  * server for `--seconds` each and prints the server's CPU time per call
@@ -56,6 +56,8 @@ async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const seconds = Number(arg(argv, "--seconds", "10"));
   const concurrency = Number(arg(argv, "--concurrency", "64"));
+  // The server's log level (warn by default: at info it logs one line per call, to a pipe read here).
+  const logLevel = arg(argv, "--log-level", "warn");
   const profDir = path.resolve(arg(argv, "--dir", "/tmp/prof"));
   const top = Number(arg(argv, "--top", "25"));
   // `floor` profiles the floor call (Health/Check) under the same load, to compare per-call costs.
@@ -99,7 +101,7 @@ async function main(): Promise<number> {
   }
 
   if (argv.includes("--cpu")) {
-    server = await launchServer({ root, socket: path.join(tempDir, "s.sock") });
+    server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), logLevel });
     worker = new Worker();
     await worker.request({ op: "connect", name: "p", socket: server.socket });
     const ids = [...created, ...running];
@@ -117,13 +119,13 @@ async function main(): Promise<number> {
     await cleanup();
     const per = (k: "shim" | "floor"): number => (1000 * totals[k].ms) / totals[k].calls;
     process.stdout.write(
-      `server CPU per call at ${concurrency} in flight (${seconds} × 1 s windows each): State ${per("shim").toFixed(1)} µs, floor ${per("floor").toFixed(1)} µs, ratio ${(per("shim") / per("floor")).toFixed(2)}×\n` +
+      `server CPU per call at ${concurrency} in flight, --log-level ${logLevel} (${seconds} × 1 s windows each): State ${per("shim").toFixed(1)} µs, floor ${per("floor").toFixed(1)} µs, ratio ${(per("shim") / per("floor")).toFixed(2)}×\n` +
         `throughput: State ${Math.round(totals.shim.calls / totals.shim.s)}/s, floor ${Math.round(totals.floor.calls / totals.floor.s)}/s, ${((100 * totals.shim.calls * totals.floor.s) / (totals.floor.calls * totals.shim.s)).toFixed(1)} %\n`,
     );
     return 0;
   }
   fs.mkdirSync(profDir, { recursive: true });
-  server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] });
+  server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), logLevel, nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] });
   const pid = server.pid;
   worker = new Worker();
   await worker.request({ op: "connect", name: "p", socket: server.socket });

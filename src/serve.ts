@@ -3,7 +3,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { EXIT, type ServeConfig } from "./config.js";
-import { applyServeHeapFlags } from "./heap-flags.js";
+import { capYoungGeneration } from "./heap-flags.js";
 import { closeInheritedFds } from "./inherited-fds.js";
 import { createLogger, type BoundedLogDestination } from "./log.js";
 import { RuntimeError } from "./runtime/errors.js";
@@ -63,10 +63,10 @@ export async function serve(config: ServeConfig): Promise<number> {
   // Fds inherited from the parent would pass to runc and into every container it creates.
   const inherited = closeInheritedFds();
   if (inherited.length > 0) log.info({ fds: inherited }, "closed file descriptors inherited from the parent (they would reach containers)");
-  // V8's heap flags (heap-flags.ts): the young generation keeps the size start-up gave it. Each
-  // State parse or call makes short-lived garbage, and a young generation grown to its 16 MiB
-  // semi-space default holds ~40 MiB of RSS for nothing.
-  applyServeHeapFlags();
+  // V8's young generation (heap-flags.ts): held at its initial size through start-up (main.ts),
+  // from now on it may grow under load up to 4 MiB a semi-space, not to V8's 16 MiB, which would
+  // hold ~40 MiB of RSS for nothing.
+  capYoungGeneration();
 
   // grpc-js's own diagnostics go to our log as JSON, not as raw lines on stderr.
   grpc.setLogger({ error: (...args: unknown[]) => log.warn({ grpc: format(...args) }, "grpc-js") });

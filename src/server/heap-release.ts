@@ -43,6 +43,22 @@ function fullGc(): (() => void) | undefined {
 }
 
 /**
+ * Runs V8's full collection `times` times as a memory-reducing one: with
+ * `--optimize-for-size` set for its duration only (V8 then compacts the old
+ * generation's fragmented pages and gives them back; a plain full collection
+ * leaves them). Measured on an idle server just started: RSS 65.3 → 63.1 MiB
+ * with it, unchanged (65.6) without. Does nothing when V8 refuses `gc`.
+ */
+function compactingGc(gc: () => void, times: number): void {
+  v8.setFlagsFromString("--optimize-for-size");
+  try {
+    for (let i = 0; i < times; i++) gc();
+  } finally {
+    v8.setFlagsFromString("--no-optimize-for-size");
+  }
+}
+
+/**
  * Gives the memory of a burst of calls or Watch streams back to the system once
  * they have ended (the service tells it of both: unary calls through the
  * `CallTracker`, streams directly; after calls only while no stream is open). A State of each of 10,000 containers at 64
@@ -71,6 +87,8 @@ export class HeapReleaser {
   private calls = 0;
   /** The pending collection was scheduled by streams ending (it may run with streams still open). */
   private streamsEnded = false;
+  /** The pending collection is the one after start-up: it runs whatever the heap's growth. */
+  private startUp = false;
   /** Most streams open at once since the last check. */
   private peak = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -82,6 +100,17 @@ export class HeapReleaser {
     // containers parsed before the first call left the heap at ~70 MiB, so growth counted from
     // the first call never reached the threshold; measured in the benchmark's scale section).
     this.baseline = v8.getHeapStatistics().total_heap_size;
+  }
+
+  /**
+   * The server has started (its modules loaded, the state root read, the
+   * socket listening): once it has been quiet for the quiet time, one
+   * collection runs whatever the heap's growth, to give back what start-up
+   * left (a fresh server's RSS is what an idle node pays for it).
+   */
+  startedUp(): void {
+    this.startUp = true;
+    this.schedule();
   }
 
   /** A Watch stream opened: a pending collection waits for the next quiet moment. */
@@ -141,13 +170,15 @@ export class HeapReleaser {
     this.timer = undefined;
     const streamsEnded = this.streamsEnded;
     this.streamsEnded = false;
+    const startUp = this.startUp;
+    this.startUp = false;
     // Scheduled after calls, but a stream opened since: its events must not wait for a collection.
     if (this.open > 0 && !streamsEnded) return;
     this.peak = this.open;
     const h = v8.getHeapStatistics();
     // Growth since the last collection (or the start): steps under the threshold add up.
     const grown = h.total_heap_size - (this.baseline ?? h.total_heap_size);
-    if (grown < this.minGrowthBytes) return;
+    if (grown < this.minGrowthBytes && !startUp) return;
     const gc = fullGc();
     if (gc === undefined) return;
     const t0 = performance.now();
@@ -155,8 +186,7 @@ export class HeapReleaser {
     // survivors of the burst) and lets V8 give back their pages: a server that had State'd 10,000
     // containers went from 134 to 109 MiB of RSS with one, to 87 MiB with two (pause 30 vs 66 ms),
     // measured. With streams still open (half of a burst ended), once: their events wait for it.
-    gc();
-    if (this.open === 0) gc();
+    compactingGc(gc, this.open === 0 ? 2 : 1);
     const pauseMs = performance.now() - t0;
     const after = v8.getHeapStatistics();
     this.baseline = after.total_heap_size;

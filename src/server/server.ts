@@ -9,7 +9,7 @@ import { WatchHub } from "../runtime/watch.js";
 import { ConnectionGate, DEFAULT_PREFACE_TIMEOUT_MS, defaultMaxConnections } from "./connections.js";
 import { ShimHealth } from "./health.js";
 import { addReflection } from "./reflection.js";
-import { createShimService, shimServiceDefinition } from "./service.js";
+import { createShimService, loggedHeapReleaser, shimServiceDefinition } from "./service.js";
 import { SocketAddressError, listenUnix, prepareSocketPath, secureSocket } from "./socket.js";
 import { CallTracker, safeDeserializers } from "./unary.js";
 import type { MetricsListener, ShimMetrics } from "./metrics.js";
@@ -140,8 +140,10 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
           ? "closed a connection that sent no HTTP/2 preface in time (--preface-timeout)"
           : "closed a connection that did not speak HTTP/2"),
   });
+  // Told of every call and Watch stream, and of the end of start-up below.
+  const heapRelease = loggedHeapReleaser(log);
   server.addService(safeDeserializers(shimServiceDefinition()), createShimService({
-    root, log, tracker, watchHub, gate, limits, metrics,
+    root, log, tracker, watchHub, gate, limits, metrics, heapRelease,
     startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc,
   }));
   health.addToServer(server);
@@ -198,9 +200,11 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
   const warmer = new NewContainerWarmer(root);
   if (!warmer.start()) log.debug("state root not watched for new containers: their first call reads them");
   warmUp.signal.addEventListener("abort", () => warmer.close(), { once: true });
-  void root.warmCache(warmUp.signal).then((n) =>
-    log.debug({ containers: n, durationMs: Math.round(performance.now() - warmStart) }, "state.json cache warmed"),
-  );
+  void root.warmCache(warmUp.signal).then((n) => {
+    log.debug({ containers: n, durationMs: Math.round(performance.now() - warmStart) }, "state.json cache warmed");
+    // What loading the modules and reading the root left is garbage now: given back once quiet.
+    if (!warmUp.signal.aborted) heapRelease.startedUp();
+  });
 
   const removeSocket = (): void => {
     const st = fs.lstatSync(config.socketPath, { throwIfNoEntry: false });
@@ -217,6 +221,7 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
         closeListener();
         health.shutdown();
         watchHub.close();
+        heapRelease.close();
         warmUp.abort();
         const timer = setTimeout(() => {
           if (finished) return;

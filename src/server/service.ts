@@ -302,10 +302,12 @@ export interface ShimServiceOptions {
   /** Told of each Watch message encoded (once per state and kind, whatever the number of watchers); for tests. */
   onWatchEncode?: (ev: WatchEvent) => void;
   /**
-   * One full garbage collection once a burst of Watch streams has ended (see
-   * {@link HeapReleaser}); on by default, `false` turns it off.
+   * One full garbage collection once a burst of calls or Watch streams has
+   * ended (see {@link HeapReleaser}): the releaser to tell (the server's, which
+   * also tells it when start-up is done), options for one made here, or
+   * `false` for none; one made here by default.
    */
-  heapRelease?: HeapReleaserOptions | false;
+  heapRelease?: HeapReleaser | HeapReleaserOptions | false;
 }
 
 /**
@@ -357,6 +359,18 @@ function reporters(ctx: CallContext): Pick<OpContext, "warn" | "debug"> {
  * The `runcshim.v1.ShimService` implementation over one {@link StateRoot}.
  * Register it with {@link shimServiceDefinition} (Watch writes pre-encoded messages).
  */
+/** A {@link HeapReleaser} that logs each collection at debug. */
+export function loggedHeapReleaser(log: Logger, opts?: HeapReleaserOptions): HeapReleaser {
+  return new HeapReleaser({
+    onRelease: (r) =>
+      log.debug(
+        { pauseMs: Math.round(r.pauseMs * 10) / 10, heapMiBBefore: r.heapBefore >> 20, heapMiBAfter: r.heapAfter >> 20, usedMiBAfter: r.usedAfter >> 20 },
+        "full garbage collection, freed heap pages returned to the system",
+      ),
+    ...opts,
+  });
+}
+
 export function createShimService(opts: ShimServiceOptions): ShimServiceHandlers {
   const { root, log, tracker } = opts;
   const createTimeoutMs = opts.createTimeoutMs ?? 60_000;
@@ -369,14 +383,9 @@ export function createShimService(opts: ShimServiceOptions): ShimServiceHandlers
   const releaser =
     opts.heapRelease === false
       ? undefined
-      : new HeapReleaser({
-          onRelease: (r) =>
-            log.debug(
-              { pauseMs: Math.round(r.pauseMs * 10) / 10, heapMiBBefore: r.heapBefore >> 20, heapMiBAfter: r.heapAfter >> 20, usedMiBAfter: r.usedAfter >> 20 },
-              "calls and watch streams ended: full garbage collection, freed heap pages returned to the system",
-            ),
-          ...opts.heapRelease,
-        });
+      : opts.heapRelease instanceof HeapReleaser
+        ? opts.heapRelease
+        : loggedHeapReleaser(log, opts.heapRelease);
   // Unary calls count as activity too: a burst of them (a State of every container) leaves garbage as Watch streams do.
   if (releaser !== undefined) tracker?.observe(releaser.callListener);
   const hub =

@@ -54,7 +54,8 @@ const ROWS = [
   "List p50 at 1,000 containers",
   "List p50 at 10,000 containers",
   "server RSS at 10 containers",
-  "server RSS idle (fresh, before any call)",
+  "server RSS 1 s after start, no call",
+  "server RSS idle, 2.5 s after start, no call",
   "server RSS at 1,000 containers",
   "server RSS at 10,000 containers",
 ];

@@ -1,3 +1,4 @@
+import vm from "node:vm";
 import { describe, expect, it } from "vitest";
 import { HeapReleaser } from "../../src/server/heap-release.js";
 import { CallTracker } from "../../src/server/unary.js";
@@ -87,6 +88,36 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
     r.opened(); // a watch opens before it runs
     await sleep(80);
     expect(releases).toHaveLength(0);
+    r.close();
+  });
+
+  it("after start-up, once quiet, collects once whatever the heap's growth, and compacts: the old generation does not grow", async () => {
+    const releases: Array<{ heapBefore: number; heapAfter: number; usedAfter: number }> = [];
+    const r = new HeapReleaser({ quietMs: 20, minGrowthBytes: 1 << 40, onRelease: (x) => releases.push(x) });
+    // Start-up's garbage: objects that survive long enough to reach the old generation, then die.
+    let keep: unknown[] = [];
+    for (let round = 0; round < 4; round++) {
+      keep = Array.from({ length: 50_000 }, (_, i) => ({ i, s: `entry ${i}` }));
+      await sleep(1);
+    }
+    keep = [];
+    const tracker = new CallTracker();
+    tracker.observe(r.callListener);
+    r.startedUp();
+    await sleep(10);
+    tracker.begin()(); // a call within the quiet time postpones it
+    await sleep(15);
+    expect(releases).toHaveLength(0);
+    await sleep(40);
+    expect(releases).toHaveLength(1);
+    expect(keep).toHaveLength(0);
+    expect(releases[0]!.usedAfter).toBeLessThan(releases[0]!.heapAfter);
+    expect(releases[0]!.heapAfter).toBeLessThanOrEqual(releases[0]!.heapBefore);
+    // Once only: later quiet moments with no growth collect nothing.
+    tracker.begin()();
+    await sleep(60);
+    expect(releases).toHaveLength(1);
+    expect(vm.runInNewContext("typeof gc")).toBe("undefined");
     r.close();
   });
 });
