@@ -17,8 +17,8 @@ export interface HeapReleaserOptions {
 
 /** {@link HeapReleaserOptions.quietMs} by default: 1 s. */
 export const HEAP_RELEASE_QUIET_MS = 1000;
-/** {@link HeapReleaserOptions.minGrowthBytes} by default: 32 MiB. */
-export const HEAP_RELEASE_MIN_GROWTH_BYTES = 32 << 20;
+/** {@link HeapReleaserOptions.minGrowthBytes} by default: 16 MiB. */
+export const HEAP_RELEASE_MIN_GROWTH_BYTES = 16 << 20;
 
 let gcFunction: (() => void) | undefined | null;
 

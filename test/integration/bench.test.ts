@@ -54,10 +54,13 @@ const ROWS = [
   "List p50 at 1,000 containers",
   "List p50 at 10,000 containers",
   "server RSS at 10 containers",
+  "server RSS at 10 containers, idle",
   "server RSS 1 s after start, no call",
   "server RSS idle, 2.5 s after start, no call",
   "server RSS at 1,000 containers",
+  "server RSS at 1,000 containers, idle",
   "server RSS at 10,000 containers",
+  "server RSS at 10,000 containers, idle",
 ];
 
 /** Section 5 (Watch on a large root), with how many figures each row has (shim and floor, or shim alone). */
