@@ -17,6 +17,17 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
  */
 export const LOG_QUEUE_BYTES = 1024 * 1024;
 
+/**
+ * How long a log line may wait for others to be written with it, in ms (10):
+ * the lines of that time go to stderr in one write(2), so a reader (journald,
+ * a pipe) is woken once for them instead of once per line. Measured at
+ * `--log-level info` (one line per call), State at 64 in flight: one write per
+ * line cost the server ~100 µs of CPU per call, a quarter of it in the write.
+ */
+export const LOG_BATCH_MS = 10;
+/** Lines waiting past this many bytes (UTF-16 code units) are written at once, not after {@link LOG_BATCH_MS}. */
+export const LOG_BATCH_BYTES = 16 * 1024;
+
 /** The part of a writable stream the log destination uses. */
 export interface LogOutput {
   write(chunk: string): boolean;
@@ -53,11 +64,14 @@ export function openLogOutput(): LogOutput {
 }
 
 /**
- * The log's destination: writes each line to `out` unless the lines still
+ * The log's destination: writes lines to `out` unless the lines still
  * waiting there would exceed `limitBytes`; then it drops lines and counts them,
- * never waiting. When `out` has caught up (its `drain`), `onCaughtUp` is
- * called once with the number dropped, before any later line is written.
- * A write error on `out` (EPIPE: the reader went away) drops every later line.
+ * never waiting. Lines are written together, in order: at most `batchMs`
+ * after the first of them, or at once past {@link LOG_BATCH_BYTES}, and
+ * always before {@link flush} waits. When `out` has caught up (its `drain`),
+ * `onCaughtUp` is called once with the number dropped, before any later line
+ * is written. A write error on `out` (EPIPE: the reader went away) drops
+ * every later line.
  */
 export class BoundedLogDestination {
   /** Lines dropped since the last report. */
@@ -65,6 +79,10 @@ export class BoundedLogDestination {
   /** Lines dropped in total, over the process's life. */
   droppedTotal = 0;
   private broken = false;
+  /** Lines not yet handed to `out`, and their length in UTF-16 code units. */
+  private pending: string[] = [];
+  private pendingLength = 0;
+  private timer: NodeJS.Timeout | undefined;
   /** Called with the count once the reader has caught up after drops; set by {@link createLogger}. */
   onCaughtUp: (dropped: number) => void = () => {};
 
@@ -72,11 +90,13 @@ export class BoundedLogDestination {
    * @param out where lines go (see {@link openLogOutput})
    * @param limitBytes bound of the lines waiting in `out`, in UTF-16 code units (bytes for ASCII)
    * @param format turns a pino JSON line into the line written (the text format); identity by default
+   * @param batchMs how long a line may wait for others to be written with it, in ms; 0 writes each line at once
    */
   constructor(
     private readonly out: LogOutput,
     readonly limitBytes: number = LOG_QUEUE_BYTES,
     private readonly format: (line: string) => string = (line) => line,
+    private readonly batchMs: number = LOG_BATCH_MS,
   ) {
     out.on("error", () => {
       this.broken = true;
@@ -98,18 +118,36 @@ export class BoundedLogDestination {
     const text = this.format(line);
     // While lines are being dropped, drop every line until the reader caught up, so
     // the report comes before any later line.
-    if (this.dropped > 0 || this.out.writableLength + text.length > this.limitBytes) {
+    if (this.dropped > 0 || this.out.writableLength + this.pendingLength + text.length > this.limitBytes) {
       this.drop();
       return true;
     }
-    try {
-      this.out.write(text);
-    } catch {
-      this.broken = true;
-      this.drop();
-    }
+    this.pending.push(text);
+    this.pendingLength += text.length;
+    if (this.batchMs <= 0 || this.pendingLength >= LOG_BATCH_BYTES) this.writePending();
+    else this.timer ??= setTimeout(this.writePending, this.batchMs);
     return true;
   }
+
+  /** Hands the waiting lines to `out` in one write. */
+  private readonly writePending = (): void => {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.length === 0) return;
+    const lines = this.pending;
+    this.pending = [];
+    this.pendingLength = 0;
+    if (this.broken) {
+      for (let i = 0; i < lines.length; i++) this.drop();
+      return;
+    }
+    try {
+      this.out.write(lines.length === 1 ? lines[0]! : lines.join(""));
+    } catch {
+      this.broken = true;
+      for (let i = 0; i < lines.length; i++) this.drop();
+    }
+  };
 
   private drop(): void {
     this.dropped++;
@@ -122,6 +160,7 @@ export class BoundedLogDestination {
    * @returns true when nothing is left queued
    */
   flush(timeoutMs: number): Promise<boolean> {
+    this.writePending();
     if (this.broken || this.out.writableLength === 0) return Promise.resolve(!this.broken);
     return new Promise((resolve) => {
       const done = (): void => {

@@ -77,7 +77,12 @@ export async function serve(config: ServeConfig): Promise<number> {
   let running: RunningServer | undefined;
   let signals = 0;
   let resolveExit!: (code: number) => void;
-  const exit = new Promise<number>((resolve) => (resolveExit = resolve));
+  const exit = new Promise<number>((resolve) => (resolveExit = resolve)).then(async (code) => {
+    // Log lines wait up to LOG_BATCH_MS to be written together: none is lost on the way out
+    // (a slow stderr reader gets a moment; a stuck one cannot hold up the exit).
+    await logDestination.flush(LOG_FLUSH_MS);
+    return code;
+  });
   const stop = (code: number): void => resolveExit(code); // the first call wins
   let shuttingDown = false;
   const beginShutdown = (server: RunningServer): void => {
@@ -133,6 +138,7 @@ export async function serve(config: ServeConfig): Promise<number> {
     const usage = e instanceof SocketAddressError || (e instanceof RuntimeError && e.kind === "ConfigInvalid");
     const message = e instanceof Error ? e.message : String(e);
     log.fatal({ err: message }, "cannot serve");
+    await logDestination.flush(LOG_FLUSH_MS); // the JSON line before the plain one
     process.stderr.write(`runc-shim: ${message}\n`);
     stop(usage ? EXIT.USAGE : EXIT.FAILURE);
     return exit;

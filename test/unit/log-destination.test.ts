@@ -1,0 +1,73 @@
+import { EventEmitter } from "node:events";
+import { describe, expect, it } from "vitest";
+import { BoundedLogDestination, LOG_BATCH_BYTES, LOG_BATCH_MS, type LogOutput } from "../../src/log.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A LogOutput that records each write(2)-like call; `writableLength` is what the test says is still queued. */
+class RecordingOutput extends EventEmitter implements LogOutput {
+  writes: string[] = [];
+  writableLength = 0;
+  failWith: Error | undefined;
+  write(chunk: string): boolean {
+    if (this.failWith !== undefined) throw this.failWith;
+    this.writes.push(chunk);
+    return true;
+  }
+}
+
+const line = (i: number): string => `{"msg":"line ${i}"}\n`;
+
+describe("BoundedLogDestination: lines written together", () => {
+  it("writes the lines of a batch window in one write, in order, and not before", async () => {
+    const out = new RecordingOutput();
+    const d = new BoundedLogDestination(out);
+    for (let i = 0; i < 5; i++) d.write(line(i));
+    expect(out.writes).toEqual([]);
+    await sleep(LOG_BATCH_MS + 15);
+    expect(out.writes).toEqual([[0, 1, 2, 3, 4].map(line).join("")]);
+    d.write(line(5));
+    await sleep(LOG_BATCH_MS + 15);
+    expect(out.writes).toEqual([[0, 1, 2, 3, 4].map(line).join(""), line(5)]);
+  });
+
+  it("writes at once past LOG_BATCH_BYTES, and flush() writes what waits before it waits", async () => {
+    const out = new RecordingOutput();
+    const d = new BoundedLogDestination(out);
+    const big = `${"x".repeat(LOG_BATCH_BYTES / 2)}\n`;
+    d.write(big);
+    expect(out.writes).toHaveLength(0);
+    d.write(big);
+    expect(out.writes).toEqual([big + big]);
+    d.write(line(1));
+    expect(await d.flush(100)).toBe(true);
+    expect(out.writes).toEqual([big + big, line(1)]);
+  });
+
+  it("counts the lines waiting in the batch against the bound, and drops past it", () => {
+    const out = new RecordingOutput();
+    const d = new BoundedLogDestination(out, 100, undefined, 1000);
+    const l = `${"y".repeat(39)}\n`; // 40 code units
+    d.write(l);
+    d.write(l);
+    d.write(l); // 120 > 100: dropped
+    expect(d.dropped).toBe(1);
+    out.writableLength = 80; // the reader fell behind: 80 queued in the stream + 80 waiting
+    void d.flush(0);
+    expect(out.writes).toEqual([l + l]);
+    d.write(l); // dropped: lines are dropped until the reader has caught up
+    expect(d.droppedTotal).toBe(2);
+  });
+
+  it("batchMs 0 writes each line at once; a failing write drops the batch's lines and every later one", () => {
+    const out = new RecordingOutput();
+    const d = new BoundedLogDestination(out, 1 << 20, undefined, 0);
+    d.write(line(0));
+    expect(out.writes).toEqual([line(0)]);
+    out.failWith = new Error("EPIPE");
+    d.write(line(1));
+    d.write(line(2));
+    expect(d.droppedTotal).toBe(2);
+    expect(out.writes).toEqual([line(0)]);
+  });
+});
