@@ -20,8 +20,14 @@ export class ShimHealth {
   private published: ServingStatus = "SERVING";
   private timer: NodeJS.Timeout | undefined;
 
-  /** @param isUsable whether the served state root is usable now */
-  constructor(private readonly isUsable: () => boolean) {}
+  /**
+   * @param isUsable whether the served state root is usable now
+   * @param onCheck told of each Check (the server's heap release counts it as activity)
+   */
+  constructor(
+    private readonly isUsable: () => boolean,
+    private readonly onCheck: () => void = () => {},
+  ) {}
 
   /** Re-evaluates and publishes the status (to Watch streams when it changed). */
   refresh(): void {
@@ -41,6 +47,7 @@ export class ShimHealth {
     server.addService(healthService, {
       ...handlers,
       check: ((call, callback) => {
+        this.onCheck();
         this.refresh();
         check(call, callback);
       }) as handleUnaryCall<unknown, unknown>,

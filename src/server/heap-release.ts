@@ -132,6 +132,15 @@ export class HeapReleaser {
     }
   }
 
+  /**
+   * A call answered at once, outside the `CallTracker` (Health/Check): a
+   * pending collection waits for the next quiet moment (a prober's checks
+   * every few seconds leave those; a client polling health leaves none).
+   */
+  activity(): void {
+    this.timer?.refresh();
+  }
+
   /** A unary call began (through `CallTracker.observe`): a pending collection waits. */
   callBegan(): void {
     this.calls++;

@@ -116,14 +116,19 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
     onMerged: metrics === undefined ? undefined : () => metrics.watchEventMerged(),
   });
   metrics?.observeWatchHub(() => watchHub.counters);
-  const health = new ShimHealth(() => {
-    try {
-      checkStateRoot(config.root);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  // Told of every call and Watch stream (Health/Check included), and of the end of start-up below.
+  const heapRelease = loggedHeapReleaser(log);
+  const health = new ShimHealth(
+    () => {
+      try {
+        checkStateRoot(config.root);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    () => heapRelease.activity(),
+  );
   const limits: ServerLimits = { maxConnections: defaultMaxConnections(), ...DEFAULT_LIMITS, ...config.limits };
   const server = new grpc.Server({ ...SERVER_OPTIONS, "grpc.max_concurrent_streams": limits.maxStreamsPerConnection });
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -140,8 +145,6 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
           ? "closed a connection that sent no HTTP/2 preface in time (--preface-timeout)"
           : "closed a connection that did not speak HTTP/2"),
   });
-  // Told of every call and Watch stream, and of the end of start-up below.
-  const heapRelease = loggedHeapReleaser(log);
   server.addService(safeDeserializers(shimServiceDefinition()), createShimService({
     root, log, tracker, watchHub, gate, limits, metrics, heapRelease,
     startTimeoutMs: config.startTimeoutMs, createTimeoutMs: config.createTimeoutMs, runc: config.runc,

@@ -120,4 +120,24 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
     expect(vm.runInNewContext("typeof gc")).toBe("undefined");
     r.close();
   });
+
+  it("a call answered outside the CallTracker (Health/Check) postpones a pending collection but schedules none", async () => {
+    const releases: unknown[] = [];
+    const r = new HeapReleaser({ quietMs: 30, minGrowthBytes: 0, onRelease: (x) => releases.push(x) });
+    r.activity(); // nothing pending: schedules nothing
+    await sleep(60);
+    expect(releases).toHaveLength(0);
+    const tracker = new CallTracker();
+    tracker.observe(r.callListener);
+    tracker.begin()(); // a burst ended: a collection is pending
+    for (let i = 0; i < 4; i++) {
+      await sleep(15);
+      r.activity(); // health checks every 15 ms: never quiet for 30 ms
+    }
+    expect(releases).toHaveLength(0);
+    await sleep(60);
+    expect(releases).toHaveLength(1);
+    r.close();
+  });
 });
+
