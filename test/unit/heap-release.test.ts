@@ -27,7 +27,7 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
 
   it("does nothing when the heap has not grown by the threshold", async () => {
     const releases: unknown[] = [];
-    const r = new HeapReleaser({ quietMs: 10, minGrowthBytes: 1 << 40, onRelease: (x) => releases.push(x) });
+    const r = new HeapReleaser({ quietMs: 10, minGrowthBytes: 2 ** 40, onRelease: (x) => releases.push(x) });
     r.opened();
     r.ended();
     await sleep(40);
@@ -93,7 +93,7 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
 
   it("after start-up, once quiet, collects once whatever the heap's growth, and compacts: the old generation does not grow", async () => {
     const releases: Array<{ heapBefore: number; heapAfter: number; usedAfter: number }> = [];
-    const r = new HeapReleaser({ quietMs: 20, minGrowthBytes: 1 << 40, onRelease: (x) => releases.push(x) });
+    const r = new HeapReleaser({ quietMs: 20, minGrowthBytes: 2 ** 40, onRelease: (x) => releases.push(x) });
     // Start-up's garbage: objects that survive long enough to reach the old generation, then die.
     let keep: unknown[] = [];
     for (let round = 0; round < 4; round++) {
