@@ -33,8 +33,10 @@ export const SERVE_SEMI_SPACE_CAP_BYTES = 4 << 20;
  *   objects outlive more scavenges and be promoted (CPU per State at 64 in
  *   flight +7 %, 205 vs 192 µs, median of 5 alternated runs; the bench's 200
  *   Watch streams peaked at 308 instead of 209 MiB), and one grown to V8's
- *   16 MiB held ~40 MiB of RSS for nothing with 10,000 containers cached. V8
- *   shrinks it again when allocation is slow (an idle server).
+ *   16 MiB held ~40 MiB of RSS for nothing with 10,000 containers cached. Once
+ *   the server is quiet, its heap release gives it back (a scavenge 5.5 s
+ *   after a burst, `server/heap-release.ts`): V8 shrinks it only at a
+ *   collection that finds the allocation rate low, and an idle server runs none.
  *
  * Tried and not set, measured:
  * - `--optimize-for-size`: the old generation stays at ~30 MiB with 10,000

@@ -367,6 +367,8 @@ export function loggedHeapReleaser(log: Logger, opts?: HeapReleaserOptions): Hea
         { pauseMs: Math.round(r.pauseMs * 10) / 10, heapMiBBefore: r.heapBefore >> 20, heapMiBAfter: r.heapAfter >> 20, usedMiBAfter: r.usedAfter >> 20 },
         "full garbage collection, freed heap pages returned to the system",
       ),
+    onYoungShrink: (r) =>
+      log.debug({ semiSpaceKiBBefore: r.semiSpaceBefore >> 10, semiSpaceKiBAfter: r.semiSpaceAfter >> 10 }, "quiet: young generation given back"),
     ...opts,
   });
 }

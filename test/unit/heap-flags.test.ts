@@ -42,4 +42,32 @@ describe("the young generation's size (heap-flags.ts)", () => {
     expect(capped).toBeGreaterThan(0.9 * SERVE_SEMI_SPACE_CAP_BYTES);
     expect(capped).toBeLessThanOrEqual(SERVE_SEMI_SPACE_CAP_BYTES);
   });
+
+  it("is given back by the server's heap release once quiet for 5.5 s after a burst (V8 alone may keep it)", () => {
+    const releaser = path.resolve(path.dirname(HEAP_FLAGS), "server/heap-release.js");
+    const script = `
+      const hf = await import(${JSON.stringify(HEAP_FLAGS)});
+      const { HeapReleaser } = await import(${JSON.stringify(releaser)});
+      hf.holdYoungGeneration();
+      hf.capYoungGeneration();
+      let keep = []; for (let i = 0; i < 900; i++) { keep.push(Array.from({ length: 2000 }, (_, j) => ({ j }))); if (keep.length > 8) keep.shift(); if (i % 20 === 0) await new Promise((r) => setImmediate(r)); }
+      keep = [];
+      const grown = hf.semiSpaceBytes();
+      const shrinks = [];
+      const r = new HeapReleaser({ quietMs: 10, minGrowthBytes: 2 ** 40, onYoungShrink: (x) => shrinks.push(x) });
+      r.callBegan(); r.callEnded(); // a burst of one call ended
+      await new Promise((res) => setTimeout(res, 7000));
+      r.close(); hf.releaseYoungGenerationCap();
+      process.stdout.write(JSON.stringify({ grown, shrinks, after: hf.semiSpaceBytes() }));
+    `;
+    const res = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000 });
+    if (res.status !== 0) throw new Error(`node exited ${res.status}: ${res.stderr}`);
+    const out = JSON.parse(res.stdout) as { grown: number; shrinks: Array<{ semiSpaceBefore: number; semiSpaceAfter: number }>; after: number };
+    expect(out.grown).toBeGreaterThan(0.9 * SERVE_SEMI_SPACE_CAP_BYTES);
+    expect(out.shrinks).toHaveLength(1);
+    expect(out.shrinks[0]!.semiSpaceBefore).toBe(out.grown);
+    expect(out.shrinks[0]!.semiSpaceAfter).toBeLessThanOrEqual(1 << 20);
+    expect(out.after).toBeLessThanOrEqual(1 << 20);
+  }, 30_000);
 });
+

@@ -139,5 +139,32 @@ describe("HeapReleaser (one full collection after a burst of Watch streams ended
     expect(releases).toHaveLength(1);
     r.close();
   });
+
+  it("a quiet moment's check schedules one scavenge that gives the young generation back, postponed by any call", async () => {
+    // Grow this process's young generation beyond V8's initial 1 MiB semi-space first.
+    let keep: unknown[][] = [];
+    for (let i = 0; i < 600; i++) {
+      keep.push(Array.from({ length: 2000 }, (_, j) => ({ j })));
+      if (keep.length > 8) keep.shift();
+      if (i % 20 === 0) await sleep(0);
+    }
+    keep = [];
+    const shrinks: Array<{ semiSpaceBefore: number; semiSpaceAfter: number }> = [];
+    const r = new HeapReleaser({ quietMs: 10, minGrowthBytes: 2 ** 40, youngShrinkAfterMs: 60, onYoungShrink: (x) => shrinks.push(x) });
+    const tracker = new CallTracker();
+    tracker.observe(r.callListener);
+    tracker.begin()(); // the check runs 10 ms later, the scavenge 60 ms after that
+    for (let i = 0; i < 4; i++) {
+      await sleep(30);
+      r.activity(); // health checks: the scavenge waits
+    }
+    expect(shrinks).toHaveLength(0);
+    await sleep(150);
+    expect(keep).toHaveLength(0);
+    expect(shrinks).toHaveLength(1);
+    expect(shrinks[0]!.semiSpaceBefore).toBeGreaterThan(1 << 20);
+    expect(shrinks[0]!.semiSpaceAfter).toBeLessThanOrEqual(shrinks[0]!.semiSpaceBefore);
+    r.close();
+  });
 });
 
