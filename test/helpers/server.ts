@@ -7,6 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { LOG_BATCH_MS } from "../../src/log.js";
 
 /** The built entry point. */
 export const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
@@ -121,4 +122,24 @@ export function runMain(args: string[], opts: { timeoutMs?: number; env?: NodeJS
       resolve({ code: code ?? signal ?? -1, stdout, stderr });
     });
   });
+}
+
+/**
+ * Waits until the server's stderr holds a line matching `pattern` (the server
+ * writes its log lines together, up to `LOG_BATCH_MS` after they are logged:
+ * a line is not there yet the moment the call that logs it has answered).
+ * @throws Error after `timeoutMs` with the stderr so far
+ */
+export async function logged(server: Pick<ServerProcess, "stderr">, pattern: RegExp | string, timeoutMs = 2000): Promise<void> {
+  const test = (): boolean => (typeof pattern === "string" ? server.stderr().includes(pattern) : pattern.test(server.stderr()));
+  const t0 = Date.now();
+  while (!test()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`no log line matching ${String(pattern)} within ${timeoutMs} ms; stderr:\n${server.stderr()}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Waits until every line the server has logged so far is on its stderr (before a check that a line is absent). */
+export function logSettled(): Promise<void> {
+  return new Promise((r) => setTimeout(r, LOG_BATCH_MS * 5 + 50));
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError, type ShimClient } from "../../src/client/client.js";
 import { RuncFixture, procState, skipRunc, uniqueId, waitFor, stopProcess } from "../helpers/runc.js";
 import { failure, outcome } from "../helpers/calls.js";
-import { startServer, type ServerProcess } from "../helpers/server.js";
+import { logged, startServer, type ServerProcess } from "../helpers/server.js";
 
 
 
@@ -108,7 +108,7 @@ describe.skipIf(skipRunc())("Start and State under faults (real runc)", () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(fs.existsSync(fifoOf(id))).toBe(true);
     expect((await shim.state(id)).status).toBe("created");
-    expect(server.stderr()).toMatch(new RegExp(`"rpc":"Start","containerId":"${id}","code":"CANCELLED"`));
+    await logged(server, new RegExp(`"rpc":"Start","containerId":"${id}","code":"CANCELLED"`));
 
     process.kill(pid, "SIGCONT");
     expect(await shim.start(id, { deadlineMs: 5000 })).toBe(pid);

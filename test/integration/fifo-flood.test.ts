@@ -15,7 +15,7 @@ import { createShimClient, type ShimClient } from "../../src/client/client.js";
 import { readProcStat } from "../../src/runtime/proc.js";
 import { outcome } from "../helpers/calls.js";
 import { tempRoot, writeFakeContainer } from "../helpers/fake-containers.js";
-import { startServer, type ServerProcess } from "../helpers/server.js";
+import { logged, startServer, type ServerProcess } from "../helpers/server.js";
 
 /** Clock ticks per second (`getconf CLK_TCK`), the unit of utime and stime in /proc/PID/stat. */
 const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
@@ -110,6 +110,6 @@ describe("an init flooding its exec fifo after the byte", () => {
     expect(after).toBeLessThan(300); // a poll tick (20 ms) drains the pipe; slack for the round trip
     expect(alive(init.pid!)).toBe(true);
     expect(await shim.state(id)).toMatchObject({ status: "running", pid: init.pid });
-    expect(server.stderr()).toMatch(new RegExp(`"rpc":"Start","containerId":"${id}","code":"OK"`));
+    await logged(server, new RegExp(`"rpc":"Start","containerId":"${id}","code":"OK"`));
   });
 });

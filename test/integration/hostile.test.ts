@@ -13,7 +13,7 @@ import { secureJoin, isWithin } from "../../src/runtime/paths.js";
 import { readProcStat } from "../../src/runtime/proc.js";
 import { RuncFixture, skipRunc, uniqueId, waitFor } from "../helpers/runc.js";
 import { failure } from "../helpers/calls.js";
-import { startServer, type ServerProcess } from "../helpers/server.js";
+import { logSettled, startServer, type ServerProcess } from "../helpers/server.js";
 
 const FIXTURE = JSON.parse(fs.readFileSync(new URL("../fixtures/runc-1.1.5/state.json", import.meta.url), "utf8")) as Record<string, any>;
 
@@ -156,6 +156,7 @@ describe.skipIf(skipRunc())("State and load against hostile input", () => {
       const s = await failure(shim.start(evil));
       expect(s.codeName).toBe("NOT_FOUND");
     }
+    await logSettled();
     expect(server.stderr()).not.toContain("CANARY");
   });
 
@@ -199,6 +200,7 @@ describe.skipIf(skipRunc())("State and load against hostile input", () => {
         }),
         { numRuns: 300 },
       );
+      await logSettled();
       expect(s2.stderr()).not.toContain("CANARY");
     } finally {
       client.close();

@@ -12,7 +12,7 @@ import { detectCgroupMode } from "../../src/runtime/freezer.js";
 import { spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
 import { collect, type Received } from "../helpers/lifecycle.js";
 import { RuncFixture, skipRunc, uniqueId } from "../helpers/runc.js";
-import { MAIN, startServer, type ServerProcess } from "../helpers/server.js";
+import { MAIN, logged, startServer, type ServerProcess } from "../helpers/server.js";
 
 const synced = (evs: Received[]) => evs.some((e) => e.kind === "synced");
 const changesOf = (evs: Received[], id: string) =>
@@ -203,7 +203,7 @@ describe.skipIf(skipRunc())("List and Watch against real runc", () => {
     expect(fs.readdirSync(`/proc/${pid}/fd`).length).toBe(fdsBefore);
     fx.runc("delete", "-f", id);
     fx.forget(id);
-    expect(server.stderr()).toMatch(/"rpc":"Watch".*"code":"CANCELLED"/);
+    await logged(server, /"rpc":"Watch".*"code":"CANCELLED"/);
   });
 
   it("Watch refuses a bad id with INVALID_ARGUMENT", async () => {
@@ -282,7 +282,7 @@ describe.skipIf(skipRunc())("List and Watch against real runc", () => {
         // shutdown closes the watch hub first: open watches end cleanly, with OK
         expect(s.failure()).toBeUndefined();
       }
-      expect(other.stderr()).toMatch(/"rpc":"Watch".*"code":"OK"/);
+      await logged(other, /"rpc":"Watch".*"code":"OK"/);
       fx.runc("delete", "-f", id);
       fx.forget(id);
     } finally {
