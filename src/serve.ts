@@ -78,7 +78,7 @@ export async function serve(config: ServeConfig): Promise<number> {
   let signals = 0;
   let resolveExit!: (code: number) => void;
   const exit = new Promise<number>((resolve) => (resolveExit = resolve)).then(async (code) => {
-    // Log lines wait up to LOG_BATCH_MS to be written together: none is lost on the way out
+    // Log lines wait for the end of the event loop's turn to be written together: none is lost on the way out
     // (a slow stderr reader gets a moment; a stuck one cannot hold up the exit).
     await logDestination.flush(LOG_FLUSH_MS);
     return code;

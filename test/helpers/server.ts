@@ -7,7 +7,6 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { LOG_BATCH_MS } from "../../src/log.js";
 
 /** The built entry point. */
 export const MAIN = fileURLToPath(new URL("../../dist/src/main.js", import.meta.url));
@@ -126,8 +125,9 @@ export function runMain(args: string[], opts: { timeoutMs?: number; env?: NodeJS
 
 /**
  * Waits until the server's stderr holds a line matching `pattern` (the server
- * writes its log lines together, up to `LOG_BATCH_MS` after they are logged:
- * a line is not there yet the moment the call that logs it has answered).
+ * writes the lines of a turn of its event loop together at the end of it, and
+ * this process reads its stderr pipe in a turn of its own: a line may not be
+ * in `stderr()` yet the moment the call that logs it has answered).
  * @throws Error after `timeoutMs` with the stderr so far
  */
 export async function logged(server: Pick<ServerProcess, "stderr">, pattern: RegExp | string, timeoutMs = 2000): Promise<void> {
@@ -141,5 +141,5 @@ export async function logged(server: Pick<ServerProcess, "stderr">, pattern: Reg
 
 /** Waits until every line the server has logged so far is on its stderr (before a check that a line is absent). */
 export function logSettled(): Promise<void> {
-  return new Promise((r) => setTimeout(r, LOG_BATCH_MS * 5 + 50));
+  return new Promise((r) => setTimeout(r, 100));
 }

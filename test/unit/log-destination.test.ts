@@ -1,8 +1,9 @@
 import { EventEmitter } from "node:events";
 import { describe, expect, it } from "vitest";
-import { BoundedLogDestination, LOG_BATCH_BYTES, LOG_BATCH_MS, type LogOutput } from "../../src/log.js";
+import { BoundedLogDestination, LOG_BATCH_BYTES, type LogOutput } from "../../src/log.js";
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** The end of this turn of the event loop (the destination's immediate runs first: it was queued before). */
+const endOfTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** A LogOutput that records each write(2)-like call; `writableLength` is what the test says is still queued. */
 class RecordingOutput extends EventEmitter implements LogOutput {
@@ -19,15 +20,17 @@ class RecordingOutput extends EventEmitter implements LogOutput {
 const line = (i: number): string => `{"msg":"line ${i}"}\n`;
 
 describe("BoundedLogDestination: lines written together", () => {
-  it("writes the lines of a batch window in one write, in order, and not before", async () => {
+  it("writes the lines of one turn of the event loop in one write at its end, in order, and not before", async () => {
     const out = new RecordingOutput();
     const d = new BoundedLogDestination(out);
-    for (let i = 0; i < 5; i++) d.write(line(i));
+    for (let i = 0; i < 3; i++) d.write(line(i));
+    await Promise.resolve(); // microtasks of the same turn: still waiting
+    for (let i = 3; i < 5; i++) d.write(line(i));
     expect(out.writes).toEqual([]);
-    await sleep(LOG_BATCH_MS + 15);
+    await endOfTurn();
     expect(out.writes).toEqual([[0, 1, 2, 3, 4].map(line).join("")]);
     d.write(line(5));
-    await sleep(LOG_BATCH_MS + 15);
+    await endOfTurn();
     expect(out.writes).toEqual([[0, 1, 2, 3, 4].map(line).join(""), line(5)]);
   });
 
@@ -46,7 +49,7 @@ describe("BoundedLogDestination: lines written together", () => {
 
   it("counts the lines waiting in the batch against the bound, and drops past it", () => {
     const out = new RecordingOutput();
-    const d = new BoundedLogDestination(out, 100, undefined, 1000);
+    const d = new BoundedLogDestination(out, 100);
     const l = `${"y".repeat(39)}\n`; // 40 code units
     d.write(l);
     d.write(l);
@@ -59,9 +62,9 @@ describe("BoundedLogDestination: lines written together", () => {
     expect(d.droppedTotal).toBe(2);
   });
 
-  it("batchMs 0 writes each line at once; a failing write drops the batch's lines and every later one", () => {
+  it("unbatched, each line is written at once; a failing write drops the batch's lines and every later one", () => {
     const out = new RecordingOutput();
-    const d = new BoundedLogDestination(out, 1 << 20, undefined, 0);
+    const d = new BoundedLogDestination(out, 1 << 20, undefined, false);
     d.write(line(0));
     expect(out.writes).toEqual([line(0)]);
     out.failWith = new Error("EPIPE");
