@@ -26,8 +26,13 @@ export const LOG_QUEUE_BYTES = 1024 * 1024;
  * State at 64 in flight: one write per line cost the server ~100 µs of CPU
  * per call, a quarter of it in the write.
  */
-/** Lines waiting past this many bytes (UTF-16 code units) are written at once, not at the end of the turn. */
-export const LOG_BATCH_BYTES = 16 * 1024;
+/**
+ * Most bytes (UTF-16 code units) of lines written together: PIPE_BUF (4 KiB).
+ * A write of at most PIPE_BUF to a pipe is all or nothing (POSIX), so a line
+ * is never torn by a reader that stops reading; a line that would take the
+ * waiting lines past it is written with the next write.
+ */
+export const LOG_BATCH_BYTES = 4096;
 
 /** The part of a writable stream the log destination uses. */
 export interface LogOutput {
@@ -68,8 +73,8 @@ export function openLogOutput(): LogOutput {
  * The log's destination: writes lines to `out` unless the lines still
  * waiting there would exceed `limitBytes`; then it drops lines and counts them,
  * never waiting. Lines are written together, in order: those of one turn of
- * the event loop at its end (or at once past {@link LOG_BATCH_BYTES}), and
- * always before {@link flush} waits. When `out` has caught up (its `drain`),
+ * the event loop at its end, in writes of at most {@link LOG_BATCH_BYTES}
+ * (one line longer than that alone), and always before {@link flush} waits. When `out` has caught up (its `drain`),
  * `onCaughtUp` is called once with the number dropped, before any later line
  * is written. A write error on `out` (EPIPE: the reader went away) drops
  * every later line.
@@ -102,12 +107,15 @@ export class BoundedLogDestination {
     out.on("error", () => {
       this.broken = true;
     });
-    out.on("drain", () => {
-      if (this.dropped === 0 || this.broken) return;
-      const n = this.dropped;
-      this.dropped = 0;
-      this.onCaughtUp(n);
-    });
+    out.on("drain", () => this.caughtUp());
+  }
+
+  /** The reader has caught up: the drops are reported (once), before any later line. */
+  private caughtUp(): void {
+    if (this.dropped === 0 || this.broken) return;
+    const n = this.dropped;
+    this.dropped = 0;
+    this.onCaughtUp(n);
   }
 
   /** pino's destination interface: writes or drops one line; never blocks, never throws. */
@@ -117,12 +125,16 @@ export class BoundedLogDestination {
       return true;
     }
     const text = this.format(line);
+    // Lines were dropped but nothing waits in `out` (a line longer than the bound alone, or a
+    // file, which is written at once): no `drain` will come, so the reader has caught up now.
+    if (this.dropped > 0 && this.out.writableLength === 0 && this.pending.length === 0) this.caughtUp();
     // While lines are being dropped, drop every line until the reader caught up, so
     // the report comes before any later line.
     if (this.dropped > 0 || this.out.writableLength + this.pendingLength + text.length > this.limitBytes) {
       this.drop();
       return true;
     }
+    if (this.pendingLength > 0 && this.pendingLength + text.length > LOG_BATCH_BYTES) this.writePending();
     this.pending.push(text);
     this.pendingLength += text.length;
     if (!this.batch || this.pendingLength >= LOG_BATCH_BYTES) this.writePending();

@@ -34,17 +34,40 @@ describe("BoundedLogDestination: lines written together", () => {
     expect(out.writes).toEqual([[0, 1, 2, 3, 4].map(line).join(""), line(5)]);
   });
 
-  it("writes at once past LOG_BATCH_BYTES, and flush() writes what waits before it waits", async () => {
+  it("never writes more than LOG_BATCH_BYTES (PIPE_BUF) at once but for one longer line, and flush() writes what waits first", async () => {
     const out = new RecordingOutput();
     const d = new BoundedLogDestination(out);
-    const big = `${"x".repeat(LOG_BATCH_BYTES / 2)}\n`;
-    d.write(big);
+    const half = `${"x".repeat(LOG_BATCH_BYTES / 2 - 2)}\n`; // two fit, three do not
+    d.write(half);
+    d.write(half);
     expect(out.writes).toHaveLength(0);
-    d.write(big);
-    expect(out.writes).toEqual([big + big]);
+    d.write(half); // would pass PIPE_BUF: the two waiting go first
+    expect(out.writes).toEqual([half + half]);
+    const long = `${"y".repeat(LOG_BATCH_BYTES * 2)}\n`;
+    d.write(long); // the waiting line, then the long one alone
+    expect(out.writes).toEqual([half + half, half, long]);
     d.write(line(1));
     expect(await d.flush(100)).toBe(true);
-    expect(out.writes).toEqual([big + big, line(1)]);
+    expect(out.writes).toEqual([half + half, half, long, line(1)]);
+    for (const w of out.writes.slice(0, 2)) expect(w.length).toBeLessThanOrEqual(LOG_BATCH_BYTES);
+  });
+
+  it("a line longer than the bound with nothing waiting is dropped and reported before the next line (no drain will come)", async () => {
+    const out = new RecordingOutput();
+    const d = new BoundedLogDestination(out, 1000);
+    const reports: number[] = [];
+    d.onCaughtUp = (n) => {
+      reports.push(n);
+      d.write(`{"msg":"dropped ${n}"}\n`);
+    };
+    d.write(`${"z".repeat(2000)}\n`);
+    expect(d.dropped).toBe(1);
+    d.write(line(1));
+    d.write(line(2));
+    expect(reports).toEqual([1]);
+    expect(d.dropped).toBe(0);
+    await endOfTurn();
+    expect(out.writes).toEqual([`{"msg":"dropped 1"}\n` + line(1) + line(2)]);
   });
 
   it("counts the lines waiting in the batch against the bound, and drops past it", () => {
