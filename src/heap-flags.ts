@@ -94,7 +94,7 @@ export function capYoungGeneration(): void {
   capped.observe({ entryTypes: ["gc"] });
 }
 
-/** Stops looking after the young generation's size (tests, shutdown). */
+/** Stops looking after the young generation's size (for tests). */
 export function releaseYoungGenerationCap(): void {
   capped?.disconnect();
   capped = undefined;

@@ -18,19 +18,16 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export const LOG_QUEUE_BYTES = 1024 * 1024;
 
 /**
- * Log lines are written together: those logged in one turn of the event loop
- * go to stderr in one write(2), at the end of that turn (`setImmediate`), so a
- * reader (journald, a pipe) is woken once for them instead of once per line.
- * A line is on stderr microseconds after the answer of the call that logged
- * it, never a timer later. Measured at `--log-level info` (one line per call),
- * State at 64 in flight: one write per line cost the server ~100 µs of CPU
- * per call, a quarter of it in the write.
- */
-/**
- * Most bytes (UTF-16 code units) of lines written together: PIPE_BUF (4 KiB).
- * A write of at most PIPE_BUF to a pipe is all or nothing (POSIX), so a line
- * is never torn by a reader that stops reading; a line that would take the
- * waiting lines past it is written with the next write.
+ * Most bytes (UTF-16 code units) of log lines written together: PIPE_BUF
+ * (4 KiB), which a pipe takes whole or not at all (POSIX); a line that would
+ * take the waiting lines past it goes in the next write.
+ *
+ * Lines logged in one turn of the event loop are written together at the end
+ * of that turn (`setImmediate`), so a reader (journald, a pipe) is woken once
+ * for them instead of once per line, and a line is on stderr microseconds
+ * after the answer of the call that logged it, never a timer later. Measured
+ * at `--log-level info` (one line per call), State at 64 in flight: one write
+ * per line cost the server ~100 µs of CPU per call, a quarter of it in the write.
  */
 export const LOG_BATCH_BYTES = 4096;
 
@@ -74,7 +71,8 @@ export function openLogOutput(): LogOutput {
  * waiting there would exceed `limitBytes`; then it drops lines and counts them,
  * never waiting. Lines are written together, in order: those of one turn of
  * the event loop at its end, in writes of at most {@link LOG_BATCH_BYTES}
- * (one line longer than that alone), and always before {@link flush} waits. When `out` has caught up (its `drain`),
+ * (one line longer than that alone), and always before {@link flush} waits.
+ * When `out` has caught up (its `drain`, or nothing waits in it),
  * `onCaughtUp` is called once with the number dropped, before any later line
  * is written. A write error on `out` (EPIPE: the reader went away) drops
  * every later line.
