@@ -85,11 +85,15 @@ export async function serve(config: ServeConfig): Promise<number> {
   });
   const stop = (code: number): void => resolveExit(code); // the first call wins
   let shuttingDown = false;
+  // A forced shutdown (second signal): settled once the calls it cancelled have answered, or a moment has passed.
+  let forced: Promise<void> | undefined;
   const beginShutdown = (server: RunningServer): void => {
     if (shuttingDown) return; // a signal during the start-up checks below has begun it already
     shuttingDown = true;
     log.info({ timeoutMs: config.shutdownTimeoutMs }, "shutting down: refusing new calls, finishing calls in flight");
     void server.shutdown(config.shutdownTimeoutMs).then(async (graceful) => {
+      // Forced, the server closes at once; the calls it cancelled still answer (and log) first.
+      if (forced !== undefined) await forced;
       log.info({ graceful }, graceful ? "shut down" : "shutdown timed out; calls in flight were cancelled");
       // Give a slow stderr reader a moment for the last lines; a stuck one cannot hold up the exit.
       await logDestination.flush(LOG_FLUSH_MS);
@@ -107,13 +111,16 @@ export async function serve(config: ServeConfig): Promise<number> {
     if (signals === 1) beginShutdown(running);
     else {
       log.warn({ signal }, "second signal: forcing shutdown");
-      running.forceShutdown();
-      stop(EXIT.OK);
+      // The calls it cancels answer, and log their line, within a moment; those that cannot are counted.
+      forced ??= running.forceShutdown().then((left) => {
+        if (left > 0) log.warn({ callsInFlight: left }, `forced shutdown: exiting with ${left} calls in flight, which get no log line of their own`);
+      });
+      void forced.then(() => stop(EXIT.OK));
     }
   }
   const onFatal = (e: unknown): void => {
     log.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, "unexpected error; exiting");
-    running?.forceShutdown();
+    void running?.forceShutdown();
     stop(EXIT.FAILURE);
   };
   holdSignals([...IGNORED_SIGNALS, ...SHUTDOWN_SIGNALS]); // already held when started through main.ts

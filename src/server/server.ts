@@ -75,6 +75,13 @@ export const DEFAULT_LIMITS: Readonly<Omit<ServerLimits, "maxConnections">> = {
 };
 
 /** A running server. */
+/**
+ * How long a forced shutdown waits for the calls it cancelled to answer, in ms
+ * (100): a Start waiting on its exec fifo answers CANCELLED at once and logs
+ * its line; a Create lets its runc finish first, which may take longer.
+ */
+export const FORCED_SETTLE_MS = 100;
+
 export interface RunningServer {
   /** The grpc-js server. */
   server: grpc.Server;
@@ -90,8 +97,13 @@ export interface RunningServer {
    * @returns `true` when it finished in time, `false` when it was forced
    */
   shutdown(timeoutMs: number): Promise<boolean>;
-  /** Immediate shutdown: cancels every call and removes the socket file. */
-  forceShutdown(): void;
+  /**
+   * Immediate shutdown: cancels every call and removes the socket file, then
+   * waits at most {@link FORCED_SETTLE_MS} for the cancelled calls to answer
+   * (each logs its line as it does).
+   * @returns the calls still in flight after that (they get no line of their own)
+   */
+  forceShutdown(): Promise<number>;
 }
 
 /**
@@ -274,6 +286,14 @@ export async function startShimServer(config: ServerConfig, log: Logger): Promis
       injector.destroy();
       gate.destroyAll();
       removeSocket();
+      if (tracker.inFlight === 0) return Promise.resolve(0);
+      return new Promise<number>((resolve) => {
+        const timer = setTimeout(() => resolve(tracker.inFlight), FORCED_SETTLE_MS);
+        void tracker.idle().then(() => {
+          clearTimeout(timer);
+          resolve(0);
+        });
+      });
     },
   };
   return running;

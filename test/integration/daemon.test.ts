@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, ShimError } from "../../src/client/client.js";
 import { healthClient } from "../helpers/health.js";
 import { RuncFixture, skipRunc, waitFor, stopProcess } from "../helpers/runc.js";
-import { runMain, startServer, tempSocketPath } from "../helpers/server.js";
+import { logSettled, logged, runMain, startServer, tempSocketPath } from "../helpers/server.js";
 
 const madeDirs: string[] = [];
 const tmpDir = (): string => {
@@ -208,6 +208,37 @@ describe.skipIf(skipRunc())("runc-shim as a node daemon", () => {
         health.close();
       } finally {
         process.kill(pid, "SIGKILL");
+      }
+    });
+
+    it("a second signal waits a moment for the calls it cancels: a Create whose runc ends 50 ms later still logs its line", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rs-forced-"));
+      try {
+        // A "runc" that takes 50 ms to fail a create (Create lets runc finish before it answers),
+        // and marks that it began.
+        const fakeRunc = path.join(dir, "slow-runc");
+        const began = path.join(dir, "began");
+        fs.writeFileSync(fakeRunc, `#!/bin/sh\n[ "$1" = --version ] && { echo "runc version 1.1.5"; exit 0; }\ntouch ${began}\nsleep 0.05\nexit 1\n`, { mode: 0o755 });
+        const bundle = path.join(dir, "bundle");
+        fs.mkdirSync(bundle);
+        fs.writeFileSync(path.join(bundle, "config.json"), "{}");
+        const root = path.join(dir, "root");
+        const server = await startServer(root, ["--runc", fakeRunc, "--shutdown-timeout", "30s"]);
+        const shim = createShimClient(server.socket);
+        const created = shim.create("rs-forced-create", { bundle }).catch((e: unknown) => e);
+        await waitFor(() => fs.existsSync(began), 5000, "the fake runc to begin");
+        process.kill(server.proc.pid!, "SIGTERM");
+        process.kill(server.proc.pid!, "SIGINT");
+        expect(await server.exited).toBe(0);
+        expect(await created).toBeInstanceOf(ShimError);
+        // The child's stderr may still be read after its exit: wait for the lines.
+        await logged(server, /"msg":"second signal: forcing shutdown"/);
+        await logged(server, /"rpc":"Create","containerId":"rs-forced-create"/);
+        await logSettled();
+        expect(server.stderr()).not.toContain("calls in flight, which get no log line");
+        shim.close();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
       }
     });
 
