@@ -74,7 +74,6 @@ export const DEFAULT_LIMITS: Readonly<Omit<ServerLimits, "maxConnections">> = {
   maxWatchesPerConnection: 64,
 };
 
-/** A running server. */
 /**
  * How long a forced shutdown waits for the calls it cancelled to answer, in ms
  * (100): a Start waiting on its exec fifo answers CANCELLED at once and logs
@@ -82,6 +81,7 @@ export const DEFAULT_LIMITS: Readonly<Omit<ServerLimits, "maxConnections">> = {
  */
 export const FORCED_SETTLE_MS = 100;
 
+/** A running server. */
 export interface RunningServer {
   /** The grpc-js server. */
   server: grpc.Server;
