@@ -217,7 +217,13 @@ export class HeapReleaser {
     this.shrinkTimer.unref();
   }
 
-  private shrinkYoung(): void {
+  /**
+   * The scavenge; tried again once after the same quiet time when V8 kept the
+   * young generation (it judges the allocation rate from the collections of the
+   * last 5 s, and one of its own, run between the burst and now, can make that
+   * window reach back into the burst; the scavenge just run then is the window).
+   */
+  private shrinkYoung(retries = 1): void {
     this.shrinkTimer = undefined;
     const before = semiSpaceBytes();
     // V8's initial semi-space is 1 MiB: nothing to give back.
@@ -225,7 +231,12 @@ export class HeapReleaser {
     const gc = fullGc();
     if (gc === undefined) return;
     gc({ type: "minor" });
-    this.opts.onYoungShrink?.({ semiSpaceBefore: before, semiSpaceAfter: semiSpaceBytes() });
+    const after = semiSpaceBytes();
+    this.opts.onYoungShrink?.({ semiSpaceBefore: before, semiSpaceAfter: after });
+    if (after > 1 << 20 && retries > 0) {
+      this.shrinkTimer = setTimeout(() => this.shrinkYoung(retries - 1), this.opts.youngShrinkAfterMs ?? YOUNG_SHRINK_AFTER_MS);
+      this.shrinkTimer.unref();
+    }
   }
 
   private check(): void {
