@@ -17,7 +17,7 @@ import {
   type Instant,
   type LifecycleConfig,
 } from "./state-file.js";
-import { deriveStatus, type ContainerStatus } from "./status.js";
+import { deriveStatus, type ContainerStatus, type StatusFacts } from "./status.js";
 
 /** How state.json is opened: never blocking (a FIFO cannot stall the loop), never through a final symlink. */
 const STATE_OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
@@ -71,15 +71,17 @@ export interface LoadedContainer {
 
 interface CacheEntry {
   /**
-   * Identity of the file parsed: device, inode, size (a plain number when
-   * exact, at most 2^53 - 1, as they nearly always are: a BigInt costs 24 bytes
-   * of heap per field and record), mtime and ctime (ns since the epoch, past 2^53).
+   * Identity of the file parsed, from a plain (not BigInt) stat: device,
+   * inode, size, and mtime and ctime in ms since the epoch with their
+   * fraction (a double: ~0.25 µs steps today; a file rewritten in place gets
+   * timestamps further apart than that, and runc replaces the file, a new
+   * inode). A BigInt stat costs twice the heap per call (~1.7 KiB, measured).
    */
-  dev: number | bigint;
-  ino: number | bigint;
-  size: number | bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
   /** The parse, or why it failed: a file is parsed once per identity, a bad one too. */
   record: ContainerStateRecord | RuntimeError;
 }
@@ -90,20 +92,53 @@ function unwrap(r: ContainerStateRecord | RuntimeError): ContainerStateRecord {
   return r;
 }
 
-const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
-
-/** A stat field as a plain number when that is exact, else the BigInt itself. */
-function compact(v: bigint): number | bigint {
-  return v <= MAX_EXACT && v >= 0n ? Number(v) : v;
+function sameFile(e: CacheEntry, st: fs.Stats): boolean {
+  return e.ino === st.ino && e.dev === st.dev && e.size === st.size && e.mtimeMs === st.mtimeMs && e.ctimeMs === st.ctimeMs;
 }
 
-/** Whether a field kept by {@link compact} equals `v`. */
-function sameField(kept: number | bigint, v: bigint): boolean {
-  return typeof kept === "number" ? v <= MAX_EXACT && Number(v) === kept : kept === v;
+/**
+ * The facts of one loaded container for {@link deriveStatus}, read only when
+ * asked (one small object per derivation, its methods on the prototype: no
+ * closures made per call).
+ */
+class ContainerFacts implements StatusFacts {
+  constructor(
+    private readonly c: LoadedContainer,
+    private readonly mode: CgroupMode,
+  ) {}
+
+  freezer(read?: CgroupReader): FreezerState {
+    return containerFreezerState(this.c.record.cgroupPaths, this.mode, read);
+  }
+
+  initAlive(): boolean {
+    return isInitAlive(this.c.record.initProcessPid, this.c.record.initProcessStart);
+  }
+
+  execFifoExists(): boolean {
+    return execFifoExists(`${this.c.stateDir}/${EXEC_FIFO_FILENAME}`);
+  }
 }
 
-function sameFile(e: CacheEntry, st: fs.BigIntStats): boolean {
-  return sameField(e.ino, st.ino) && sameField(e.dev, st.dev) && sameField(e.size, st.size) && e.mtimeNs === st.mtimeNs && e.ctimeNs === st.ctimeNs;
+/** {@link LazyState} of a loaded container whose status was derived. */
+class LoadedState implements LazyState {
+  readonly id: string;
+  readonly pid: number;
+  readonly source: object;
+
+  constructor(
+    private readonly root: StateRoot,
+    private readonly c: LoadedContainer,
+    readonly status: ContainerStatus,
+  ) {
+    this.id = c.id;
+    this.pid = status === "stopped" ? 0 : c.record.initProcessPid;
+    this.source = c.record;
+  }
+
+  state(): ContainerState {
+    return this.root.stateOfLoaded(this.c, this.status);
+  }
 }
 
 /** What {@link StateRoot.probe} returns. */
@@ -244,8 +279,7 @@ export class StateRoot {
    */
   stateLazy(id: string): LazyState {
     const c = this.load(id);
-    const status = this.status(c);
-    return { id: c.id, status, pid: status === "stopped" ? 0 : c.record.initProcessPid, source: c.record, state: () => this.stateOf(c, status) };
+    return new LoadedState(this, c, this.status(c));
   }
 
   /**
@@ -267,6 +301,11 @@ export class StateRoot {
       freezerNotifies: this.cgroupMode === "v2",
       freezerDir: freezerDir(r.cgroupPaths, this.cgroupMode),
     };
+  }
+
+  /** The state of a loaded container whose status was derived a moment ago (for {@link LazyState}). */
+  stateOfLoaded(c: LoadedContainer, status: ContainerStatus): ContainerState {
+    return this.stateOf(c, status);
   }
 
   /** The state of a loaded container, its status derived now (or given, derived a moment ago). */
@@ -398,7 +437,7 @@ export class StateRoot {
 
   /**
    * Drops the cached parse of a container's state.json and the files held open
-   * for its status (its cgroup files, its init's `/proc/<pid>/stat`), after Delete removed it.
+   * for its status (its cgroup files, its init's `/proc/<pid>/stat` or `statm`), after Delete removed it.
    */
   forget(c: LoadedContainer): void {
     dropHeldFiles(c.record, undefined);
@@ -456,12 +495,7 @@ export class StateRoot {
 
   /** Status, derived from the freezer, /proc and the exec fifo; never cached (runc 1.1.5 refreshState). */
   status(c: LoadedContainer): ContainerStatus {
-    const r = c.record;
-    return deriveStatus({
-      freezer: (read?: CgroupReader) => containerFreezerState(r.cgroupPaths, this.cgroupMode, read),
-      initAlive: () => isInitAlive(r.initProcessPid, r.initProcessStart),
-      execFifoExists: () => execFifoExists(`${c.stateDir}/${EXEC_FIFO_FILENAME}`),
-    });
+    return deriveStatus(new ContainerFacts(c, this.cgroupMode));
   }
 
   /**
@@ -496,13 +530,13 @@ export class StateRoot {
     // The hot path: one lstat, and no open at all, when the file is the one parsed before.
     const hit = this.cache.get(stateFile);
     if (hit !== undefined) {
-      let st: fs.BigIntStats | undefined;
+      let st: fs.Stats | undefined;
       try {
-        st = fs.lstatSync(stateFile, { bigint: true, throwIfNoEntry: false });
+        st = fs.lstatSync(stateFile, { throwIfNoEntry: false });
       } catch {
         st = undefined;
       }
-      if (st !== undefined && st.isFile() && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
+      if (st !== undefined && st.isFile() && st.nlink === 1 && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
     }
     let fd: number;
     try {
@@ -511,9 +545,9 @@ export class StateRoot {
       return undefined;
     }
     try {
-      const st = fs.fstatSync(fd, { bigint: true });
+      const st = fs.fstatSync(fd);
       if (!st.isFile()) return undefined;
-      if (hit !== undefined && st.nlink === 1n && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
+      if (hit !== undefined && st.nlink === 1 && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
       if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== `${this.realPath === "/" ? "" : this.realPath}/${id}/${STATE_FILENAME}`) {
         return undefined;
       }
@@ -547,7 +581,7 @@ export class StateRoot {
       return fail(e, `open ${stateFile}`);
     }
     try {
-      const st = fs.fstatSync(fd, { bigint: true });
+      const st = fs.fstatSync(fd);
       if (st.isDirectory()) throw new RuntimeError("SystemError", `read ${stateFile}: is a directory`);
       if (!st.isFile()) throw new RuntimeError("SystemError", `read ${stateFile}: not a regular file`);
       this.checkInsideRoot(fd, stateFile);
@@ -568,13 +602,13 @@ export class StateRoot {
    * cached by the file's identity, so a large or bad file costs one parse, not
    * one per call.
    */
-  private parse(fd: number, st: fs.BigIntStats, stateFile: string): ContainerStateRecord {
+  private parse(fd: number, st: fs.Stats, stateFile: string): ContainerStateRecord {
     let result: ContainerStateRecord | RuntimeError;
     try {
-      if (st.size > BigInt(STATE_BOUNDS.maxFileBytes)) {
+      if (st.size > STATE_BOUNDS.maxFileBytes) {
         throw new RuntimeError("SystemError", `${stateFile}: state file is ${st.size} bytes, more than the ${STATE_BOUNDS.maxFileBytes / 1024 / 1024} MiB limit; not read`);
       }
-      const bytes = readBounded(fd, stateFile, Number(st.size));
+      const bytes = readBounded(fd, stateFile, st.size);
       checkBeforeParse(stateFile, bytes);
       result = parseStateFile(stateFile, bytes);
       checkRecordBounds(stateFile, result);
@@ -582,7 +616,7 @@ export class StateRoot {
       if (!(e instanceof RuntimeError) || e.kind !== "SystemError") throw e; // EMFILE and the like: not the file's fault
       result = e;
     }
-    this.remember(stateFile, { dev: compact(st.dev), ino: compact(st.ino), size: compact(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, record: result });
+    this.remember(stateFile, { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, record: result });
     return unwrap(result);
   }
 
@@ -625,7 +659,7 @@ export class StateRoot {
 
 /**
  * Closes the status files held for a container record — its init's
- * `/proc/<pid>/stat` and its cgroup dirs' files — that `next` does not use:
+ * `/proc/<pid>/stat` or `statm` and its cgroup dirs' files — that `next` does not use:
  * all of them when the container is forgotten (`next` undefined), the old
  * record's own when its state.json was replaced (the id deleted and made
  * again, a rewrite), rather than leave them open until the held-file pool's

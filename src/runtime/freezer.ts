@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { RuntimeError, describeError, isErrno } from "./errors.js";
 import { heldFiles, openReleasingHeld } from "./held-files.js";
+import { joinFile } from "./paths.js";
 
 /** statfs `f_type` of a cgroup v1 hierarchy (CGROUP_SUPER_MAGIC). */
 export const CGROUP_SUPER_MAGIC = 0x27e0eb;
@@ -116,7 +117,7 @@ export type CgroupReader = (file: string, maxBytes?: number) => string | undefin
  * @throws {RuntimeError} `SystemError` for an unknown state or self_freezing value, or a path off cgroupfs
  */
 export function freezerStateV1(dir: string, read: CgroupReader = readCgroupFile): FreezerState {
-  const raw = read(path.join(dir, "freezer.state"));
+  const raw = read(joinFile(dir, "freezer.state"));
   if (raw === undefined) return "undefined";
   switch (raw.trim()) {
     case "THAWED":
@@ -124,7 +125,7 @@ export function freezerStateV1(dir: string, read: CgroupReader = readCgroupFile)
     case "FREEZING":
       return "freezing";
     case "FROZEN": {
-      const self = read(path.join(dir, "freezer.self_freezing"));
+      const self = read(joinFile(dir, "freezer.self_freezing"));
       if (self === undefined) return "frozen";
       if (self.trim() === "1") return "frozen";
       if (self.trim() === "0") return "thawed";
@@ -144,13 +145,13 @@ export function freezerStateV1(dir: string, read: CgroupReader = readCgroupFile)
  * @throws {RuntimeError} `SystemError` for an unknown `cgroup.freeze` value, or a path off cgroupfs
  */
 export function freezerStateV2(dir: string, read: CgroupReader = readCgroupFile): FreezerState {
-  const raw = read(path.join(dir, "cgroup.freeze"), 2);
+  const raw = read(joinFile(dir, "cgroup.freeze"), 2);
   if (raw === undefined) return "undefined";
   if (raw === "0\n" || raw === "0") return "thawed";
   if (raw !== "1\n" && raw !== "1") {
     throw new RuntimeError("SystemError", `unknown "cgroup.freeze" state: ${JSON.stringify(raw)}`);
   }
-  const events = read(path.join(dir, "cgroup.events"), 4096);
+  const events = read(joinFile(dir, "cgroup.events"), 4096);
   if (events === undefined) return "undefined";
   return events.split("\n").some((l) => l.trim() === "frozen 1") ? "frozen" : "freezing";
 }

@@ -26,7 +26,8 @@ export function openFileSoftLimit(limitsFile = "/proc/self/limits"): number | un
 /**
  * Read-only files that status derivation reads on every State, kept open
  * between calls and read again with pread(2) at offset 0: a container's
- * `/proc/<pid>/stat` and its cgroup freezer files. procfs and cgroupfs make a
+ * `/proc/<pid>/stat` (or, once its init was found alive, its `statm`: see
+ * `isInitAlive` in ./proc.ts) and its cgroup freezer files. procfs and cgroupfs make a
  * file's content anew on every read at offset 0, so a held fd reads what a
  * fresh open would, without the open, the close and (for cgroupfs) the statfs
  * that checks the fs type: ~20 µs of the ~150 µs of server CPU a State cost

@@ -64,6 +64,26 @@ export function secureJoin(root: string, unsafePath: string): string {
   return path.posix.normalize(root + (inner === "/" ? "" : inner.replace(/\/$/, "")));
 }
 
+/**
+ * `path.join(dir, name)` for a file name `name`, without `path.join`'s
+ * normalizing (its scans and intermediate strings) when `dir` is already
+ * absolute and clean — no `//`, `.` or `..` component, no trailing `/` — as the
+ * paths runc writes are. For the files status derivation reads on every call
+ * (a cgroup dir's freezer files).
+ */
+export function joinFile(dir: string, name: string): string {
+  const clean =
+    dir.length > 1 &&
+    dir.charCodeAt(0) === 0x2f &&
+    dir.charCodeAt(dir.length - 1) !== 0x2f &&
+    !dir.includes("//") &&
+    !dir.includes("/./") &&
+    !dir.includes("/../") &&
+    !dir.endsWith("/.") &&
+    !dir.endsWith("/..");
+  return clean ? `${dir}/${name}` : path.join(dir, name);
+}
+
 /** True when `candidate` is `root` itself or a path below it (both absolute and clean). */
 export function isWithin(root: string, candidate: string): boolean {
   return candidate === root || candidate.startsWith(root.endsWith("/") ? root : `${root}/`);

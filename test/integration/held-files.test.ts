@@ -13,7 +13,7 @@ import { uniqueId } from "../../scripts/lib/runc.js";
 import { StateRoot } from "../../src/runtime/container.js";
 import { readCgroupFile } from "../../src/runtime/freezer.js";
 import { HeldFiles, heldFiles } from "../../src/runtime/held-files.js";
-import { isInitAlive, readProcStat } from "../../src/runtime/proc.js";
+import { heldStatmKey, isInitAlive, parseProcStat, readProcStat } from "../../src/runtime/proc.js";
 import { spawnInit, tempRoot, writeFakeContainer } from "../helpers/fake-containers.js";
 
 const children: ChildProcess[] = [];
@@ -60,6 +60,40 @@ describe("held status files", () => {
     expect(heldFiles.files()).not.toContain(file);
   });
 
+  it("an init found alive is then read through a held /proc/<pid>/statm: alive while running or stopped, dead once a zombie, dropped once reaped", async () => {
+    // A child of a shell that reaps it only at `wait`: it stays a zombie until the shell reads a line.
+    const sh = spawn("sh", ["-c", 'sleep 0.3 & echo $!; read x; wait; exec sleep 60'], { stdio: ["pipe", "pipe", "ignore"] });
+    children.push(sh);
+    const pid = await new Promise<number>((resolve, reject) => {
+      sh.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+      sh.once("exit", () => reject(new Error("the shell exited early")));
+    });
+    const fresh = () => parseProcStat(fs.readFileSync(`/proc/${pid}/stat`, "latin1")); // holds no fd
+    const startTime = fresh()!.startTime;
+    const key = heldStatmKey(pid, startTime);
+
+    expect(isInitAlive(pid, startTime)).toBe(true);
+    expect(heldFiles.files()).toContain(key);
+    expect(heldFiles.files()).not.toContain(`/proc/${pid}/stat`); // the statm fd replaced it
+    expect(isInitAlive(pid, startTime + 1)).toBe(false); // another start time: not this held fd's process
+    expect(isInitAlive(pid, startTime)).toBe(true);
+
+    process.kill(pid, "SIGSTOP");
+    await waitFor(() => fresh()?.state === "T", 2000, "the process to read as stopped (T)");
+    expect(isInitAlive(pid, startTime)).toBe(true); // stopped counts as alive, as in runc
+    process.kill(pid, "SIGCONT");
+
+    await waitFor(() => fresh()?.state === "Z", 3000, "the process to become a zombie");
+    expect(heldFiles.files()).toContain(key);
+    expect(isInitAlive(pid, startTime)).toBe(false); // read through the held statm: no memory map
+    expect(heldFiles.files()).toContain(key);
+
+    sh.stdin!.write("reap\n");
+    await waitFor(() => !fs.existsSync(`/proc/${pid}`), 3000, "the zombie to be reaped");
+    expect(isInitAlive(pid, startTime)).toBe(false);
+    expect(heldFiles.files()).not.toContain(key); // read ESRCH: dropped
+  });
+
   // The v1 freezer, and the v2 freezer on the cgroup2 mount (the whole /sys/fs/cgroup on a v2 host, `unified` on a hybrid one).
   const v2Mount = fs.existsSync("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
   const freezers = [
@@ -104,12 +138,12 @@ describe("held status files", () => {
         const root = new StateRoot(fake.root, "v1");
         writeFakeContainer(fake.root, "c1", a, { created: false });
         expect(root.state("c1").status).toBe("running");
-        expect(heldFiles.files()).toContain(`/proc/${a.pid}/stat`);
+        expect(heldFiles.files()).toContain(heldStatmKey(a.pid, a.startTime));
         fs.rmSync(path.join(fake.root, "c1"), { recursive: true }); // runc delete, then runc create of the same id
         writeFakeContainer(fake.root, "c1", b, { created: false });
         expect(root.state("c1").pid).toBe(b.pid);
-        expect(heldFiles.files()).toContain(`/proc/${b.pid}/stat`);
-        expect(heldFiles.files()).not.toContain(`/proc/${a.pid}/stat`); // while the old init still lives
+        expect(heldFiles.files()).toContain(heldStatmKey(b.pid, b.startTime));
+        expect(heldFiles.files().filter((f) => f.startsWith(`/proc/${a.pid}/`))).toEqual([]); // while the old init still lives
         expect(isInitAlive(a.pid, a.startTime)).toBe(true);
       } finally {
         await a.kill();

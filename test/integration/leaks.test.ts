@@ -15,7 +15,7 @@ import { RuncFixture, skipRunc, stopProcess } from "../helpers/runc.js";
 import { startServer, tempSocketPath } from "../helpers/server.js";
 
 /** Whether an fd's target is a status file the server holds open on purpose (src/runtime/held-files.ts). */
-const isHeldStatusFile = (target: string) => /^\/proc\/\d+\/stat$/.test(target) || target.startsWith("/sys/fs/cgroup/");
+const isHeldStatusFile = (target: string) => /^\/proc\/\d+\/statm?$/.test(target) || target.startsWith("/sys/fs/cgroup/");
 const fdTargets = (pid: number | "self") =>
   fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
     try {
@@ -146,7 +146,7 @@ describe.skipIf(skipRunc())("no leaks after 1,000 mixed calls", () => {
       shim.close();
       await settle();
       expect(fdCount(pid)).toBe(baseFds);
-      // 5 containers with a live or dead init: at most a stat and a freezer file each.
+      // 5 containers with a live or dead init: at most a /proc file (stat or statm) and a freezer file each.
       expect(heldCount(pid)).toBeLessThanOrEqual(10);
       const children = fs.readdirSync(`/proc/${pid}/task`).flatMap((t) => fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean));
       expect(children).toEqual([]);
