@@ -86,6 +86,12 @@ interface CacheEntry {
   record: ContainerStateRecord | RuntimeError;
 }
 
+/** A load's failure as the error for container `id`: a RuntimeError with the id added, anything else a SystemError saying `what` failed. */
+function failLoad(id: string, e: unknown, what: string): never {
+  if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
+  throw new RuntimeError("SystemError", `${what}: ${describeError(e)}`, { containerId: id, cause: e });
+}
+
 /** A cached parse: the record, or its error thrown again. */
 function unwrap(r: ContainerStateRecord | RuntimeError): ContainerStateRecord {
   if (r instanceof RuntimeError) throw r;
@@ -508,11 +514,7 @@ export class StateRoot {
    */
   load(id: string): LoadedContainer {
     validateContainerId(id);
-    const fail = (e: unknown, what: string): never => {
-      if (e instanceof RuntimeError) throw new RuntimeError(e.kind, e.message, { containerId: id, cause: e.cause });
-      throw new RuntimeError("SystemError", `${what}: ${describeError(e)}`, { containerId: id, cause: e });
-    };
-    return this.loadDirect(id, fail) ?? this.loadResolved(id, fail);
+    return this.loadDirect(id) ?? this.loadResolved(id);
   }
 
   /**
@@ -524,7 +526,7 @@ export class StateRoot {
    * involved, so SecureJoin would give the same path).
    * Anything else goes the careful way ({@link loadResolved}).
    */
-  private loadDirect(id: string, fail: (e: unknown, what: string) => never): LoadedContainer | undefined {
+  private loadDirect(id: string): LoadedContainer | undefined {
     const stateDir = this.entryPath(id);
     const stateFile = `${stateDir}/${STATE_FILENAME}`;
     // The hot path: one lstat, and no open at all, when the file is the one parsed before.
@@ -553,21 +555,21 @@ export class StateRoot {
       }
       return { id, stateDir, record: this.parse(fd, st, stateFile) };
     } catch (e) {
-      return fail(e, `read ${stateFile}`);
+      return failLoad(id, e, `read ${stateFile}`);
     } finally {
       fs.closeSync(fd);
     }
   }
 
   /** runc's way: SecureJoin the id, then state.json, open, and check the opened file lies inside the root. */
-  private loadResolved(id: string, fail: (e: unknown, what: string) => never): LoadedContainer {
+  private loadResolved(id: string): LoadedContainer {
     let stateDir: string, stateFile: string;
     try {
       stateDir = secureJoin(this.path, id);
       stateFile = secureJoin(stateDir, STATE_FILENAME);
     } catch (e) {
       this.rootOrThrow(id);
-      return fail(e, `lstat ${path.join(this.path, id)}`);
+      return failLoad(id, e, `lstat ${path.join(this.path, id)}`);
     }
     let fd: number;
     try {
@@ -578,7 +580,7 @@ export class StateRoot {
         this.cache.delete(stateFile);
         throw new RuntimeError("ContainerNotExists", MSG.notExists, { containerId: id });
       }
-      return fail(e, `open ${stateFile}`);
+      return failLoad(id, e, `open ${stateFile}`);
     }
     try {
       const st = fs.fstatSync(fd);
@@ -589,7 +591,7 @@ export class StateRoot {
       if (hit !== undefined && sameFile(hit, st)) return { id, stateDir, record: unwrap(hit.record) };
       return { id, stateDir, record: this.parse(fd, st, stateFile) };
     } catch (e) {
-      return fail(e, `read ${stateFile}`);
+      return failLoad(id, e, `read ${stateFile}`);
     } finally {
       fs.closeSync(fd);
     }
