@@ -106,10 +106,12 @@ const STATM_BUFFER = Buffer.allocUnsafe(128);
 
 /**
  * `/proc/<pid>/statm` as the kernel writes it for a task without a memory map
- * (`fs/proc/array.c` proc_pid_statm: `0 0 0 0 0 0 0`): a zombie, or a process
- * that is exiting and has released its memory (`do_exit` → `exit_mm`). A live
- * user process — running, sleeping, stopped, or runc's init blocked on the
- * exec fifo — always has one, so its first field (pages) is not 0.
+ * (`fs/proc/array.c` proc_pid_statm: `0 0 0 0 0 0 0`): a zombie, a process
+ * that is exiting and has released its memory (`do_exit` → `exit_mm`; the
+ * init of a pid namespace stays so, in state S, until every other process of
+ * its namespace is reaped), or a kernel thread. A live user process that is
+ * not exiting — running, sleeping, stopped, or runc's init blocked on the exec
+ * fifo — always has one, so its first field (pages) is not 0.
  */
 function noMemoryMap(buf: Buffer, n: number): boolean {
   return n >= 2 && buf[0] === 0x30 && buf[1] === 0x20;
@@ -122,20 +124,21 @@ function noMemoryMap(buf: Buffer, n: number): boolean {
  * reused pid reads as dead), and its state is neither `Z` (zombie) nor `X` (dead).
  * A stopped (`T`) process counts as alive.
  *
- * Once a process has been found alive so, later calls read its
+ * Once a process has been found alive so, later calls first read its
  * `/proc/<pid>/statm` through an fd held for it (~1.3 µs a pread instead of
  * ~3.5 µs for `stat`, which the kernel builds from ~50 fields, and nothing to
- * parse): an fd of `/proc/<pid>/...` stays bound to the process it was opened
- * for, reads ESRCH once that process is reaped (a later process given the
- * same pid is another file), and its `statm` reads all zeros from the moment
- * the process releases its memory on exit, which a zombie has done. So the
- * held fd says "alive" exactly while that very process lives and is not a
- * zombie; the one difference from runc is the few microseconds of an exit in
- * progress (after `exit_mm`, before the zombie state), which read as dead here.
- * The statm fd is opened after the check and kept only when a second check
- * (through the held `stat` fd, bound to the process checked) still finds that
- * process: it then had the pid all along, so the statm fd is its. It replaces
- * the held `stat` fd, which is closed (one held fd per live init, as before).
+ * parse). An fd of `/proc/<pid>/...` stays bound to the process it was opened
+ * for and reads ESRCH once that process is reaped (a later process given the
+ * same pid is another file); a statm that is not all zeros means that very
+ * process still has its memory, so it is neither a zombie nor dead: alive, as
+ * runc would say. All zeros (a zombie, an exit in progress — which for a pid
+ * namespace's init lasts until its namespace's last process is reaped, in
+ * state S, alive for runc —, a kernel thread) or ESRCH: `/proc/<pid>/stat` is
+ * read and runc's rule decides. The statm fd is opened after the first check
+ * and kept only when a second check (through the held `stat` fd, bound to the
+ * process checked) still finds that process: it then had the pid all along, so
+ * the statm fd is its. It replaces the held `stat` fd, which is closed (one
+ * held fd per live init, as before).
  *
  * @param pid `init_process_pid`
  * @param startTime `init_process_start`, clock ticks since boot
@@ -145,9 +148,9 @@ export function isInitAlive(pid: number, startTime: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   const key = heldStatmKey(pid, startTime);
   const n = heldFiles.read(key, STATM_BUFFER, STATM_BUFFER.length);
-  if (n !== undefined) return !noMemoryMap(STATM_BUFFER, n);
+  if (n !== undefined && !noMemoryMap(STATM_BUFFER, n)) return true;
   if (!isThatInitAlive(readProcStat(pid), startTime)) return false;
-  holdStatm(pid, startTime, key);
+  if (n === undefined) holdStatm(pid, startTime, key);
   return true;
 }
 

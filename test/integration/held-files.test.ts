@@ -94,6 +94,36 @@ describe("held status files", () => {
     expect(heldFiles.files()).not.toContain(key); // read ESRCH: dropped
   });
 
+  it("a pid namespace's init that has exited but waits for its namespace's last process (no memory, state S) is alive, as runc says", async () => {
+    // The init of a pid namespace of its own, as a container's is: unshare's child.
+    const unshare = spawn("unshare", ["--pid", "--fork", "sleep", "60"], { stdio: "ignore" });
+    children.push(unshare);
+    const childrenOf = (pid: number) => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    await waitFor(() => childrenOf(unshare.pid!).length === 1 && fs.readFileSync(`/proc/${childrenOf(unshare.pid!)[0]}/comm`, "utf8") === "sleep\n", 3000, "the namespace's init");
+    const init = childrenOf(unshare.pid!)[0]!;
+    const fresh = (pid: number) => parseProcStat(fs.readFileSync(`/proc/${pid}/stat`, "latin1")); // holds no fd
+    const startTime = fresh(init)!.startTime;
+    expect(isInitAlive(init, startTime)).toBe(true);
+    expect(heldFiles.files()).toContain(heldStatmKey(init, startTime));
+
+    // A process of the namespace whose parent, outside it, does not reap it: a zombie the init's exit waits for.
+    const sh = spawn("nsenter", ["-t", String(init), "-p", "-F", "sh", "-c", "sleep 0.1 & echo $!; read x; wait"], { stdio: ["pipe", "pipe", "ignore"] });
+    children.push(sh);
+    const zombie = await new Promise<number>((resolve, reject) => {
+      sh.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+      sh.once("exit", () => reject(new Error("nsenter exited early")));
+    });
+    await waitFor(() => fresh(zombie)?.state === "Z", 3000, "the namespace's other process to become a zombie");
+    process.kill(init, "SIGKILL");
+    await waitFor(() => fs.readFileSync(`/proc/${init}/statm`, "latin1").startsWith("0 "), 3000, "the init to release its memory");
+    expect(fresh(init)?.state).toMatch(/^[RSD]$/); // still exiting: alive for runc
+    expect(isInitAlive(init, startTime)).toBe(true);
+
+    sh.stdin!.write("reap\n"); // the zombie is reaped: the init's exit completes, unshare reaps it
+    await exited(unshare);
+    expect(isInitAlive(init, startTime)).toBe(false);
+  });
+
   // The v1 freezer, and the v2 freezer on the cgroup2 mount (the whole /sys/fs/cgroup on a v2 host, `unified` on a hybrid one).
   const v2Mount = fs.existsSync("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
   const freezers = [
