@@ -36,8 +36,16 @@ export class ContainerLocks {
       return await fn(previous !== undefined);
     } finally {
       release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+      // The key is free once the tail settles: at once for an operation that waited for nothing; for
+      // a waiter, when every operation before it has finished too (a waiter whose wait was aborted
+      // leaves while the holder still runs, and the next operation must still wait for the holder).
+      if (previous === undefined) this.forgetIfLast(key, tail);
+      else void tail.then(() => this.forgetIfLast(key, tail));
     }
+  }
+
+  private forgetIfLast(key: string, tail: Promise<void>): void {
+    if (this.tails.get(key) === tail) this.tails.delete(key);
   }
 }
 

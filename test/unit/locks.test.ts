@@ -48,6 +48,30 @@ describe("ContainerLocks", () => {
     release();
     await holder;
     expect(ran).toBe(false);
+    await new Promise((r) => setTimeout(r, 0)); // the aborted waiter's tail settles after the holder's
+    expect(locks.size).toBe(0);
+  });
+
+  it("a waiter whose wait was aborted leaves the key locked while the holder runs: the next operation still waits for it", async () => {
+    const locks = new ContainerLocks();
+    const order: string[] = [];
+    let release!: () => void;
+    const holder = locks.run("k", undefined, () => {
+      order.push("holder in");
+      return new Promise<void>((r) => (release = r)).then(() => void order.push("holder out"));
+    });
+    const ac = new AbortController();
+    const waiter = locks.run("k", ac.signal, () => void order.push("waiter ran"));
+    ac.abort(new Error("deadline"));
+    await expect(waiter).rejects.toThrow("deadline");
+    const next = locks.run("k", undefined, (waited) => void order.push(`next waited=${waited}`));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual(["holder in"]); // not run alongside the holder
+    expect(locks.size).toBe(1);
+    release();
+    await Promise.all([holder, next]);
+    expect(order).toEqual(["holder in", "holder out", "next waited=true"]);
+    await new Promise((r) => setTimeout(r, 0));
     expect(locks.size).toBe(0);
   });
 });
