@@ -49,11 +49,14 @@ export async function launchServer(opts: {
   serveArgs?: string[];
   /** More environment variables for the server, e.g. the loop-delay report of the Watch rows. */
   env?: NodeJS.ProcessEnv;
+  /** The server's `main.js`: this build's ({@link MAIN}) by default; another build's for A/B runs (`ab.ts`). */
+  main?: string;
 }): Promise<ServerHandle> {
-  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm run bench does)`);
+  const main = opts.main ?? MAIN;
+  if (!fs.existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first (npm run bench does)`);
   const proc = spawn(
     process.execPath,
-    [...(opts.nodeArgs ?? []), MAIN, "serve", "--root", opts.root, "--address", opts.socket, "--log-level", opts.logLevel ?? "warn", ...(opts.serveArgs ?? [])],
+    [...(opts.nodeArgs ?? []), main, "serve", "--root", opts.root, "--address", opts.socket, "--log-level", opts.logLevel ?? "warn", ...(opts.serveArgs ?? [])],
     { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...opts.env } },
   );
   if (proc.pid === undefined) throw new Error("could not spawn the server");
