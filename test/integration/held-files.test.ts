@@ -8,13 +8,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { uniqueId } from "../../scripts/lib/runc.js";
 import { StateRoot } from "../../src/runtime/container.js";
 import { readCgroupFile } from "../../src/runtime/freezer.js";
 import { HeldFiles, heldFiles } from "../../src/runtime/held-files.js";
 import { heldStatmKey, isInitAlive, parseProcStat, readProcStat } from "../../src/runtime/proc.js";
-import { spawnInit, tempRoot, writeFakeContainer } from "../helpers/fake-containers.js";
+import { DEAD_INIT, spawnInit, tempRoot, writeFakeContainer } from "../helpers/fake-containers.js";
 
 const children: ChildProcess[] = [];
 const cgroups: string[] = [];
@@ -178,6 +178,30 @@ describe("held status files", () => {
       } finally {
         await a.kill();
         await b.kill();
+      }
+    } finally {
+      fake.cleanup();
+    }
+  });
+
+  it("a stopped container whose init and cgroup are gone is read without a failing open (each would build an exception)", () => {
+    const fake = tempRoot("rs-held-");
+    try {
+      const dir = writeFakeContainer(fake.root, "gone", DEAD_INIT, { created: false });
+      const stateFile = path.join(dir, "state.json");
+      const gone = uniqueId("rs-gone");
+      const state = JSON.parse(fs.readFileSync(stateFile, "utf8")) as Record<string, unknown>;
+      state.cgroup_paths = { freezer: `/sys/fs/cgroup/freezer/${gone}`, "": `/sys/fs/cgroup/unified/${gone}` };
+      fs.writeFileSync(stateFile, JSON.stringify(state));
+      const root = new StateRoot(fake.root, "v1");
+      const open = vi.spyOn(fs, "openSync");
+      try {
+        expect(root.state("gone").status).toBe("stopped");
+        expect(root.state("gone").status).toBe("stopped");
+        const statusOpens = open.mock.calls.map((c) => String(c[0])).filter((f) => f.startsWith("/proc/") || f.startsWith("/sys/fs/cgroup/"));
+        expect(statusOpens).toEqual([]);
+      } finally {
+        open.mockRestore();
       }
     } finally {
       fake.cleanup();
