@@ -22,31 +22,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import { makeBundle, runcUnavailable, uniqueId } from "../scripts/lib/runc.js";
-import { ContainerRegistry, pool, runcAsync } from "./lib/containers.js";
+import { pool, runcAsync } from "./lib/containers.js";
+import { Owned, arg } from "./lib/owned.js";
 import { cpuTimes, launchServer, type ServerHandle } from "./lib/server.js";
 import { defaultTempBase } from "./lib/tmp.js";
 import { Worker } from "./lib/worker-client.js";
 
-const registry = new ContainerRegistry();
-const servers: ServerHandle[] = [];
-let worker: Worker | undefined;
-let tempDir: string | undefined;
-let cleaning: Promise<void> | undefined;
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await worker?.exit(2000).catch(() => worker?.kill());
-    for (const s of servers) await s.stop(5000).catch(() => undefined);
-    await registry.deleteAll(4);
-    if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-
-function arg(argv: string[], name: string, def: string): string {
-  const i = argv.indexOf(name);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
-}
+const owned = new Owned();
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 
@@ -65,34 +47,16 @@ async function main(): Promise<number> {
     process.stderr.write(`ab: ${why}\n`);
     return 1;
   }
-  let stopping = false;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    void cleanup().finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("exit", () => {
-    worker?.kill();
-    for (const s of servers) {
-      try {
-        process.kill(s.pid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-    registry.deleteAllSync();
-    if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
-  });
+  owned.install();
 
-  tempDir = fs.mkdtempSync(path.join(defaultTempBase(), "runc-shim-ab-"));
+  const tempDir = fs.mkdtempSync(path.join(defaultTempBase(), "runc-shim-ab-"));
+  owned.tempDir = tempDir;
   const root = path.join(tempDir, "root");
   fs.mkdirSync(root, { mode: 0o700 });
   const bundle = makeBundle(path.join(tempDir, "bundle"));
   const created = [uniqueId("ac"), uniqueId("ac")];
   const running = [uniqueId("ar"), uniqueId("ar")];
-  await pool([...created, ...running], 2, (id) => registry.create(root, bundle, id, tempDir!));
+  await pool([...created, ...running], 2, (id) => owned.registry.create(root, bundle, id, tempDir));
   for (const id of running) {
     const r = await runcAsync(root, ["start", id]);
     if (r.code !== 0) throw new Error(`runc start ${id}: ${r.stderr}`);
@@ -102,11 +66,12 @@ async function main(): Promise<number> {
     { name: "A (this build)", conn: "a", main: undefined },
     { name: `B (${other})`, conn: "b", main: otherMain },
   ];
-  worker = new Worker();
+  const worker = new Worker();
+  owned.worker = worker;
   const handles = new Map<string, ServerHandle>();
   for (const b of builds) {
     const s = await launchServer({ root, socket: path.join(tempDir, `${b.conn}.sock`), main: b.main });
-    servers.push(s);
+    owned.servers.push(s);
     handles.set(b.conn, s);
     await worker.request({ op: "connect", name: b.conn, socket: s.socket });
     for (const kind of ["shim", "floor"] as const) await worker.request({ op: "throughput", conn: b.conn, kind, ids, concurrency, warmupMs: 0, durationMs: 1500 });
@@ -132,7 +97,7 @@ async function main(): Promise<number> {
     }
   }
   for (const b of builds) await worker.request({ op: "close", name: b.conn });
-  await cleanup();
+  await owned.cleanup();
   for (const b of builds) {
     const st = totals.get(`${b.conn}.shim`)!;
     const fl = totals.get(`${b.conn}.floor`)!;
@@ -151,7 +116,7 @@ main().then(
   },
   async (e: unknown) => {
     process.stderr.write(`ab failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    await cleanup().catch(() => undefined);
+    await owned.cleanup().catch(() => undefined);
     process.exitCode = 1;
   },
 );

@@ -24,33 +24,14 @@ import { fileURLToPath } from "node:url";
 import { makeBundle, runcUnavailable, uniqueId } from "../scripts/lib/runc.js";
 import { defaultTempBase } from "./lib/tmp.js";
 import { inclusive, summarizeProfile, type CpuProfile } from "./lib/cpuprofile.js";
-import { ContainerRegistry, pool, runcAsync } from "./lib/containers.js";
-import { cpuTimes, launchServer, type ServerHandle } from "./lib/server.js";
+import { pool, runcAsync } from "./lib/containers.js";
+import { Owned, arg } from "./lib/owned.js";
+import { cpuTimes, launchServer } from "./lib/server.js";
 import { Worker } from "./lib/worker-client.js";
 
 const OUT = fileURLToPath(new URL("../../bench/results/profile.json", import.meta.url));
 
-const registry = new ContainerRegistry();
-let server: ServerHandle | undefined;
-let worker: Worker | undefined;
-let tempDir: string | undefined;
-let cleaning: Promise<void> | undefined;
-
-/** Stops the worker and the server by pid, deletes the containers and the temporary dir. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await worker?.exit(2000).catch(() => worker?.kill());
-    await server?.stop(5000).catch(() => undefined);
-    await registry.deleteAll(4);
-    if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-
-function arg(argv: string[], name: string, def: string): string {
-  const i = argv.indexOf(name);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
-}
+const owned = new Owned();
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
@@ -67,42 +48,26 @@ async function main(): Promise<number> {
     process.stderr.write(`profile: ${why}\n`);
     return 1;
   }
-  let stopping = false;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    void cleanup().finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("exit", () => {
-    worker?.kill();
-    if (server !== undefined) {
-      try {
-        process.kill(server.pid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-    registry.deleteAllSync();
-    if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
-  });
+  owned.install();
 
-  tempDir = fs.mkdtempSync(path.join(defaultTempBase(), "runc-shim-prof-"));
+  const tempDir = fs.mkdtempSync(path.join(defaultTempBase(), "runc-shim-prof-"));
+  owned.tempDir = tempDir;
   const root = path.join(tempDir, "root");
   fs.mkdirSync(root, { mode: 0o700 });
   const bundle = makeBundle(path.join(tempDir, "bundle"));
   const created = [uniqueId("pc"), uniqueId("pc")];
   const running = [uniqueId("pr"), uniqueId("pr")];
-  await pool([...created, ...running], 2, (id) => registry.create(root, bundle, id, tempDir!));
+  await pool([...created, ...running], 2, (id) => owned.registry.create(root, bundle, id, tempDir));
   for (const id of running) {
     const r = await runcAsync(root, ["start", id]);
     if (r.code !== 0) throw new Error(`runc start ${id}: ${r.stderr}`);
   }
 
   if (argv.includes("--cpu")) {
-    server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), logLevel });
-    worker = new Worker();
+    const server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), logLevel });
+    owned.servers.push(server);
+    const worker = new Worker();
+    owned.worker = worker;
     await worker.request({ op: "connect", name: "p", socket: server.socket });
     const ids = [...created, ...running];
     const totals = { shim: { ms: 0, calls: 0, s: 0 }, floor: { ms: 0, calls: 0, s: 0 } };
@@ -116,7 +81,7 @@ async function main(): Promise<number> {
         totals[k].s += r.seconds;
       }
     }
-    await cleanup();
+    await owned.cleanup();
     const per = (k: "shim" | "floor"): number => (1000 * totals[k].ms) / totals[k].calls;
     process.stdout.write(
       `server CPU per call at ${concurrency} in flight, --log-level ${logLevel} (${seconds} × 1 s windows each): State ${per("shim").toFixed(1)} µs, floor ${per("floor").toFixed(1)} µs, ratio ${(per("shim") / per("floor")).toFixed(2)}×\n` +
@@ -125,9 +90,11 @@ async function main(): Promise<number> {
     return 0;
   }
   fs.mkdirSync(profDir, { recursive: true });
-  server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), logLevel, nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] });
+  const server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), logLevel, nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] });
+  owned.servers.push(server);
   const pid = server.pid;
-  worker = new Worker();
+  const worker = new Worker();
+  owned.worker = worker;
   await worker.request({ op: "connect", name: "p", socket: server.socket });
   const ids = [...created, ...running];
   process.stderr.write(`profile: server pid ${pid} under --cpu-prof; State at ${concurrency} in flight for ${seconds} s\n`);
@@ -142,7 +109,7 @@ async function main(): Promise<number> {
     .filter((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`))
     .map((f) => path.join(profDir, f))[0];
   if (file === undefined) throw new Error(`server (exit ${code}) wrote no .cpuprofile for pid ${pid} in ${profDir}`);
-  await cleanup();
+  await owned.cleanup();
 
   const profile = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
   if (profile.startTime > fromUs || profile.endTime < toUs) {
@@ -190,7 +157,7 @@ main().then(
   },
   async (e: unknown) => {
     process.stderr.write(`profile failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    await cleanup().catch(() => undefined);
+    await owned.cleanup().catch(() => undefined);
     process.exitCode = 1;
   },
 );
