@@ -21,11 +21,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { makeBundle, runcUnavailable, uniqueId } from "../scripts/lib/runc.js";
-import { pool, runcAsync } from "./lib/containers.js";
+import { runcUnavailable } from "../scripts/lib/runc.js";
 import { Owned, arg } from "./lib/owned.js";
 import { cpuTimes, launchServer, type ServerHandle } from "./lib/server.js";
-import { defaultTempBase } from "./lib/tmp.js";
 import { Worker } from "./lib/worker-client.js";
 
 const owned = new Owned();
@@ -49,18 +47,7 @@ async function main(): Promise<number> {
   }
   owned.install();
 
-  const tempDir = fs.mkdtempSync(path.join(defaultTempBase(), "runc-shim-ab-"));
-  owned.tempDir = tempDir;
-  const root = path.join(tempDir, "root");
-  fs.mkdirSync(root, { mode: 0o700 });
-  const bundle = makeBundle(path.join(tempDir, "bundle"));
-  const created = [uniqueId("ac"), uniqueId("ac")];
-  const running = [uniqueId("ar"), uniqueId("ar")];
-  await pool([...created, ...running], 2, (id) => owned.registry.create(root, bundle, id, tempDir));
-  for (const id of running) {
-    const r = await runcAsync(root, ["start", id]);
-    if (r.code !== 0) throw new Error(`runc start ${id}: ${r.stderr}`);
-  }
+  const { tempDir, root, created, running } = await owned.makeContainers("ab");
   const ids = [...created, ...running];
   const builds = [
     { name: "A (this build)", conn: "a", main: undefined },

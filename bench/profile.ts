@@ -21,10 +21,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { makeBundle, runcUnavailable, uniqueId } from "../scripts/lib/runc.js";
-import { defaultTempBase } from "./lib/tmp.js";
+import { runcUnavailable } from "../scripts/lib/runc.js";
 import { inclusive, summarizeProfile, type CpuProfile } from "./lib/cpuprofile.js";
-import { pool, runcAsync } from "./lib/containers.js";
 import { Owned, arg } from "./lib/owned.js";
 import { cpuTimes, launchServer } from "./lib/server.js";
 import { Worker } from "./lib/worker-client.js";
@@ -50,18 +48,7 @@ async function main(): Promise<number> {
   }
   owned.install();
 
-  const tempDir = fs.mkdtempSync(path.join(defaultTempBase(), "runc-shim-prof-"));
-  owned.tempDir = tempDir;
-  const root = path.join(tempDir, "root");
-  fs.mkdirSync(root, { mode: 0o700 });
-  const bundle = makeBundle(path.join(tempDir, "bundle"));
-  const created = [uniqueId("pc"), uniqueId("pc")];
-  const running = [uniqueId("pr"), uniqueId("pr")];
-  await pool([...created, ...running], 2, (id) => owned.registry.create(root, bundle, id, tempDir));
-  for (const id of running) {
-    const r = await runcAsync(root, ["start", id]);
-    if (r.code !== 0) throw new Error(`runc start ${id}: ${r.stderr}`);
-  }
+  const { tempDir, root, created, running } = await owned.makeContainers("prof");
 
   if (argv.includes("--cpu")) {
     const server = await launchServer({ root, socket: path.join(tempDir, "s.sock"), logLevel });

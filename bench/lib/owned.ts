@@ -5,7 +5,10 @@
  * — at the end, on SIGINT/SIGTERM, and (synchronously, by SIGKILL) at exit.
  */
 import fs from "node:fs";
-import { ContainerRegistry } from "./containers.js";
+import path from "node:path";
+import { makeBundle, uniqueId } from "../../scripts/lib/runc.js";
+import { ContainerRegistry, pool, runcAsync } from "./containers.js";
+import { defaultTempBase } from "./tmp.js";
 import type { ServerHandle } from "./server.js";
 import type { Worker } from "./worker-client.js";
 
@@ -42,6 +45,28 @@ export class Owned {
       this.registry.deleteAllSync();
       if (this.tempDir !== undefined) fs.rmSync(this.tempDir, { recursive: true, force: true });
     });
+  }
+
+  /**
+   * Makes a temporary dir (owned) with a state root and a busybox bundle, and
+   * 2 created and 2 running containers in it (runc create, runc start), ids
+   * `<prefix>c-…` and `<prefix>r-…`.
+   * @returns the state root and the ids (created first)
+   */
+  async makeContainers(prefix: string): Promise<{ tempDir: string; root: string; created: string[]; running: string[] }> {
+    const tempDir = fs.mkdtempSync(path.join(defaultTempBase(), `runc-shim-${prefix}-`));
+    this.tempDir = tempDir;
+    const root = path.join(tempDir, "root");
+    fs.mkdirSync(root, { mode: 0o700 });
+    const bundle = makeBundle(path.join(tempDir, "bundle"));
+    const created = [uniqueId(`${prefix}c`), uniqueId(`${prefix}c`)];
+    const running = [uniqueId(`${prefix}r`), uniqueId(`${prefix}r`)];
+    await pool([...created, ...running], 2, (id) => this.registry.create(root, bundle, id, tempDir));
+    for (const id of running) {
+      const r = await runcAsync(root, ["start", id]);
+      if (r.code !== 0) throw new Error(`runc start ${id}: ${r.stderr}`);
+    }
+    return { tempDir, root, created, running };
   }
 
   /** Stops the worker and the servers, deletes the containers and the temporary dir; once (later calls get the same promise). */
