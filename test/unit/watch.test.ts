@@ -5,7 +5,7 @@ import { StateRoot } from "../../src/runtime/container.js";
 import { detectCgroupMode } from "../../src/runtime/freezer.js";
 import { RuntimeError } from "../../src/runtime/errors.js";
 import type { ContainerEntry } from "../../src/runtime/list.js";
-import { WatchHub, WatchSubscription, type WatchEvent } from "../../src/runtime/watch.js";
+import { STOPPED_RESCAN_EVERY, WatchHub, WatchSubscription, type WatchEvent } from "../../src/runtime/watch.js";
 import { DEAD_INIT, spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
 import { uniqueId } from "../helpers/runc.js";
 
@@ -170,8 +170,9 @@ function expectBaseline(hub: WatchHub, before: { watchers: number; timers: numbe
   const now = countResources();
   expect(now.watchers).toBe(before.watchers);
   expect(now.timers).toBeLessThanOrEqual(before.timers);
-  const h = hub as unknown as { pollTimer?: unknown; rescanTimer?: unknown; flushHandle?: unknown; rootWatcher?: unknown; tracked: Map<string, unknown> };
-  expect([h.pollTimer, h.rescanTimer, h.flushHandle, h.rootWatcher, h.tracked.size]).toEqual([undefined, undefined, undefined, undefined, 0]);
+  const h = hub as unknown as { pollTimer?: unknown; rescanTimer?: unknown; sliceHandle?: unknown; rootWatcher?: unknown; tracked: Map<string, unknown> };
+  expect("sliceHandle" in h).toBe(true);
+  expect([h.pollTimer, h.rescanTimer, h.sliceHandle, h.rootWatcher, h.tracked.size]).toEqual([undefined, undefined, undefined, undefined, 0]);
 }
 
 describe("WatchHub over a state root", () => {
@@ -306,6 +307,23 @@ describe("WatchHub over a state root", () => {
       hub.close();
       fs.rmdirSync(cgroup);
     }
+  });
+
+  it("checks a stopped container in one rescan of STOPPED_RESCAN_EVERY, each pass a different share, and a live one in every pass", async () => {
+    setup({ rescanMs: 20 });
+    const stopped = 4 * STOPPED_RESCAN_EVERY;
+    for (let i = 0; i < stopped; i++) writeFakeContainer(fake.root, `s${i}`, DEAD_INIT, { created: false });
+    writeFakeContainer(fake.root, "live", inits[0] as FakeInit, { created: false });
+    const c = collect(hub.subscribe());
+    expect(c.events.filter((e) => e.entry?.state?.status === "stopped")).toHaveLength(stopped);
+    const before = hub.counters;
+    while (hub.counters.rescans < before.rescans + 2 * STOPPED_RESCAN_EVERY) await new Promise((r) => setTimeout(r, 20));
+    const after = hub.counters;
+    const passes = after.rescans - before.rescans;
+    const checks = after.rescanChecks - before.rescanChecks;
+    // Per pass: the live one and an eighth of the stopped (4); a pass may be under way at either end.
+    expect(checks).toBeGreaterThanOrEqual((passes - 1) * (1 + stopped / STOPPED_RESCAN_EVERY));
+    expect(checks).toBeLessThanOrEqual((passes + 1) * (1 + stopped / STOPPED_RESCAN_EVERY));
   });
 
   it("shares one set of notifications between watchers and releases every handle and timer when the last leaves", async () => {
