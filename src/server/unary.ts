@@ -40,6 +40,23 @@ export function safeDeserializers<T extends ServiceDefinition>(definition: T): T
 export const DEADLINE_MARGIN_MS = 3;
 
 /**
+ * How long before the deadline the server sees a cancellable call is aborted,
+ * in ms, for a call whose deadline is `timeoutMs` away when it is handled:
+ * {@link DEADLINE_MARGIN_MS}, or 1 % of the timeout when that is more. The
+ * `grpc-timeout` header may have been rounded up by the client: gRPC C-core
+ * (Python, Ruby, PHP, C++ clients) sends a timeout of 1–10 s in units of
+ * 10 ms, of 10–100 s in units of 100 ms, and so on (`Timeout::FromMillis` in
+ * its `timeout_encoding.cc`) — up to 1 % later than the client's own
+ * deadline, which then fires first: the client cancelled and the server,
+ * with the old 3 ms margin, logged and counted the call as `CANCELLED`
+ * instead of answering `DEADLINE_EXCEEDED` with its details. A cancel that
+ * comes this close to the deadline is taken as the deadline's.
+ */
+export function deadlineSlackMs(timeoutMs: number): number {
+  return Math.max(DEADLINE_MARGIN_MS, Math.ceil(timeoutMs / 100));
+}
+
+/**
  * Counts the unary calls in flight, so shutdown can wait for exactly those
  * (streams such as health Watch never end by themselves).
  */
@@ -223,7 +240,8 @@ class UnaryRun<Req, Res> implements CallContext {
     const ac = new AbortController();
     this.signal = ac.signal;
     const deadlineMs = deadlineOf(this.call);
-    const untilDeadline = Number.isFinite(deadlineMs) ? deadlineMs - Date.now() - DEADLINE_MARGIN_MS : Infinity;
+    const slackMs = Number.isFinite(deadlineMs) ? deadlineSlackMs(deadlineMs - Date.now()) : 0;
+    const untilDeadline = Number.isFinite(deadlineMs) ? deadlineMs - Date.now() - slackMs : Infinity;
     const cap = opts.capMs ?? Infinity;
     const wait = Math.max(0, Math.min(untilDeadline, cap));
     this.timer = Number.isFinite(wait)
@@ -236,7 +254,7 @@ class UnaryRun<Req, Res> implements CallContext {
         }, wait)
       : undefined;
     this.onCancelled = (): void => {
-      const late = Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - DEADLINE_MARGIN_MS;
+      const late = Number.isFinite(deadlineMs) && Date.now() >= deadlineMs - slackMs;
       ac.abort(late ? new RuntimeError("DeadlineExceeded", "deadline exceeded") : new RuntimeError("Cancelled", "call cancelled by the client"));
     };
     this.call.once("cancelled", this.onCancelled);

@@ -314,6 +314,35 @@ describe.skipIf(SKIP)("Python client interop (grpcio, stubs generated from proto
     expect(failed(r[8])[1]).toBe("invalid container ID format: container id is longer than 255 bytes");
   }, TEST_TIMEOUT_MS);
 
+  it("a Start that outlives the Python client's deadline is DEADLINE_EXCEEDED to the server too, though C-core rounded the timeout up", async () => {
+    // A created container whose init never writes its byte: a real fifo, an init that lives.
+    const init = await spawnInit();
+    const id = `rs-late-${process.pid}`;
+    try {
+      const dir = writeFakeContainer(fx.root, id, init, { created: false, bundle: fx.bundle });
+      expect(spawnSync("mkfifo", [path.join(dir, "exec.fifo")]).status).toBe(0);
+      // 1.005 s goes out as "101" in units of 10 ms (C-core's timeout_encoding.cc): the server's
+      // deadline is ~5 ms after the client's own, which used to fire first (a cancel, logged CANCELLED).
+      const [r] = await runPython<PyOutcome[]>(INTEROP_PY, ["--target", target, "--timeout", "1.005"], JSON.stringify([{ rpc: "Start", id }]));
+      expect(r).toMatchObject({ ok: false, code: "DEADLINE_EXCEEDED" });
+      let line: { code?: string; errorKind?: string } | undefined;
+      await waitFor(() => {
+        line = server
+          .stderr()
+          .split("\n")
+          .filter((l) => l.includes('"rpc":"Start"') && l.includes(`"containerId":"${id}"`))
+          .map((l) => JSON.parse(l) as { code?: string; errorKind?: string })
+          .find((l) => l.code !== undefined);
+        return line !== undefined;
+      }, 5000, "the server's log line of the Start");
+      expect(line).toMatchObject({ code: "DEADLINE_EXCEEDED", errorKind: "DeadlineExceeded" });
+      expect(fs.existsSync(path.join(dir, "exec.fifo"))).toBe(true); // nothing started
+    } finally {
+      await init.kill();
+      fs.rmSync(path.join(fx.root, id), { recursive: true, force: true });
+    }
+  }, TEST_TIMEOUT_MS);
+
   it("sees the same Start, running, start-again and stopped answers as the TypeScript client", async () => {
     const byPython = fx.create();
     const byTs = fx.create();
