@@ -37,6 +37,10 @@ export const BACKOFF_FACTOR = 4;
  * stopped. On 10,000 dirs of which 1,000 live, a pass did 20,000 lstats and
  * 9,000 existence checks of freezer dirs that were gone (~90 ms of work in
  * slices every 2 s, measured with a CPU profile of the benchmark's server).
+ * A rescan asked for because notifications were lost (the root watcher's
+ * error or overflow), the first after the root was swapped or while it has no
+ * watcher, and a stopped container whose dir has no watcher are checked in
+ * every pass.
  */
 export const STOPPED_RESCAN_EVERY = 8;
 /**
@@ -366,6 +370,8 @@ interface RescanPass {
   busyMs: number;
   /** Stopped containers whose {@link Tracked.seq} gives this remainder are checked in this pass ({@link STOPPED_RESCAN_EVERY}). */
   turn: number;
+  /** Every container is checked, stopped ones too (see `WatchHub.fullRescan`). */
+  full: boolean;
 }
 
 /** Identity of a container state dir and its state.json (inode, size, times), to notice missed changes. */
@@ -509,6 +515,12 @@ export class WatchHub {
   private trackedSeq = 0;
   /** Bumped for each rescan pass ({@link STOPPED_RESCAN_EVERY}). */
   private rescans = 0;
+  /**
+   * The next rescan checks every container, stopped ones too: it was asked for
+   * because notifications were lost (a root watcher's error or overflow), or
+   * the root was swapped or could not be watched.
+   */
+  private fullRescan = false;
   /** Bumped whenever the set of listed, loaded containers may have changed (see {@link sortedIds}). */
   private membership = 0;
   private idsCache: { version: number; ids: readonly string[] } | undefined;
@@ -700,6 +712,8 @@ export class WatchHub {
       // gone: the rescan reports it
     }
     if (this.rootWatcher !== undefined && ident === this.rootIdent) return;
+    // A root swapped for another, or one whose notifications failed: every container is checked.
+    this.fullRescan = true;
     this.rootWatcher?.close();
     this.rootWatcher = undefined;
     this.rootIdent = ident;
@@ -1197,6 +1211,7 @@ export class WatchHub {
   }
 
   private scheduleRescan(delayMs: number): void {
+    if (delayMs === 0) this.fullRescan = true;
     if (!this.running || this.rescanPass !== undefined) return;
     if (this.rescanTimer !== undefined) clearTimeout(this.rescanTimer);
     this.rescanTimer = setTimeout(() => this.rescan(), delayMs);
@@ -1233,7 +1248,9 @@ export class WatchHub {
       dir?.closeSync();
       return;
     }
-    this.rescanPass = { dir, items: dir === undefined ? [...this.tracked.values()] : [], at: 0, busyMs: this.sliceEnded(t0, "rescan"), turn: this.rescans++ % STOPPED_RESCAN_EVERY };
+    const full = this.fullRescan || this.rootWatcher === undefined;
+    this.fullRescan = false;
+    this.rescanPass = { dir, items: dir === undefined ? [...this.tracked.values()] : [], at: 0, busyMs: this.sliceEnded(t0, "rescan"), turn: this.rescans++ % STOPPED_RESCAN_EVERY, full };
     this.scheduleSlice();
   }
 
@@ -1283,7 +1300,8 @@ export class WatchHub {
         while (pass.at < pass.items.length) {
           const t = pass.items[pass.at++] as Tracked;
           if (this.tracked.get(t.id) !== t) continue;
-          if (t.entry?.state?.status === "stopped" && t.seq % STOPPED_RESCAN_EVERY !== pass.turn) continue;
+          // A stopped container in one pass of STOPPED_RESCAN_EVERY, unless notifications were lost or its dir has no watch.
+          if (!pass.full && t.dirWatcher !== undefined && t.entry?.state?.status === "stopped" && t.seq % STOPPED_RESCAN_EVERY !== pass.turn) continue;
           this.stats.rescanChecks++;
           let key: string;
           try {

@@ -316,6 +316,8 @@ describe("WatchHub over a state root", () => {
     writeFakeContainer(fake.root, "live", inits[0] as FakeInit, { created: false });
     const c = collect(hub.subscribe());
     expect(c.events.filter((e) => e.entry?.state?.status === "stopped")).toHaveLength(stopped);
+    // The first pass checks every container (the root's watcher was just set up).
+    while (hub.counters.rescans < 2) await new Promise((r) => setTimeout(r, 20));
     const before = hub.counters;
     while (hub.counters.rescans < before.rescans + 2 * STOPPED_RESCAN_EVERY) await new Promise((r) => setTimeout(r, 20));
     const after = hub.counters;
@@ -324,6 +326,41 @@ describe("WatchHub over a state root", () => {
     // Per pass: the live one and an eighth of the stopped (4); a pass may be under way at either end.
     expect(checks).toBeGreaterThanOrEqual((passes - 1) * (1 + stopped / STOPPED_RESCAN_EVERY));
     expect(checks).toBeLessThanOrEqual((passes + 1) * (1 + stopped / STOPPED_RESCAN_EVERY));
+  });
+
+  /** 16 stopped containers, each then deleted and made again live with the same id. */
+  const STOPPED_THEN_LIVE = Array.from({ length: 16 }, (_, i) => `s${i}`);
+  const nowRunning = (c: { events: WatchEvent[] }): string[] =>
+    STOPPED_THEN_LIVE.filter((id) => c.events.some((e) => e.id === id && e.entry?.state?.status === "running"));
+
+  it("a rescan asked for because the root's notifications failed checks every stopped container, not an eighth", async () => {
+    setup({ rescanMs: 600_000 }); // no periodic rescan during the test
+    for (const id of STOPPED_THEN_LIVE) writeFakeContainer(fake.root, id, DEAD_INIT, { created: false });
+    const c = collect(hub.subscribe());
+    const internals = hub as unknown as { rootWatcher?: fs.FSWatcher; tracked: Map<string, { dirWatcher?: fs.FSWatcher }> };
+    const w = internals.rootWatcher as fs.FSWatcher;
+    w.close(); // notifications lost
+    for (const t of internals.tracked.values()) t.dirWatcher?.close();
+    for (const id of STOPPED_THEN_LIVE) {
+      fs.rmSync(path.join(fake.root, id), { recursive: true });
+      writeFakeContainer(fake.root, id, inits[0] as FakeInit, { created: false });
+    }
+    const before = hub.counters.rescans;
+    w.emit("error", new Error("inotify failed")); // the hub asks for a rescan at once
+    await c.until(() => nowRunning(c).length === STOPPED_THEN_LIVE.length, 2000);
+    expect(hub.counters.rescans - before).toBe(1);
+  });
+
+  it("after the root is swapped for another, the next rescan checks every container", async () => {
+    setup({ rescanMs: 100 });
+    for (const id of STOPPED_THEN_LIVE) writeFakeContainer(fake.root, id, DEAD_INIT, { created: false });
+    const c = collect(hub.subscribe());
+    fs.renameSync(fake.root, path.join(fake.dir, "old-root"));
+    fs.mkdirSync(fake.root, { mode: 0o700 });
+    for (const id of STOPPED_THEN_LIVE) writeFakeContainer(fake.root, id, inits[0] as FakeInit, { created: false });
+    const before = hub.counters.rescans;
+    await c.until(() => nowRunning(c).length === STOPPED_THEN_LIVE.length, 3000);
+    expect(hub.counters.rescans - before).toBeLessThanOrEqual(2); // the pass under way when the root moved, then the full one
   });
 
   it("shares one set of notifications between watchers and releases every handle and timer when the last leaves", async () => {
