@@ -768,10 +768,6 @@ export class WatchHub {
 
   private markDirty(id: string): void {
     this.dirty.add(id);
-    this.scheduleFlush();
-  }
-
-  private scheduleFlush(): void {
     this.scheduleSlice();
   }
 
@@ -847,7 +843,7 @@ export class WatchHub {
       this.onLoopError(e);
     }
     this.sliceEnded(t0, "flush");
-    this.scheduleFlush();
+    this.scheduleSlice();
   }
 
   private onLoopError(e: unknown): void {
@@ -1027,7 +1023,7 @@ export class WatchHub {
       return;
     }
     this.checkFreezer(t);
-    this.scheduleFlush();
+    this.scheduleSlice();
   }
 
   private unwatchFreezer(t: Tracked): void {
@@ -1142,7 +1138,7 @@ export class WatchHub {
     this.stats.statusPolls += status;
     this.stats.freezerPolls += freezer;
     pass.busyMs += this.sliceEnded(t0, "poll");
-    this.scheduleFlush();
+    this.scheduleSlice();
     if (!this.running) return;
     if (pass.at < pass.items.length) return; // the next slice: runSlice
     this.pollPass = undefined;
@@ -1322,7 +1318,7 @@ export class WatchHub {
       this.onLoopError(e);
     }
     pass.busyMs += this.sliceEnded(t0, "rescan");
-    this.scheduleFlush();
+    this.scheduleSlice();
     if (!this.running) return;
     if (pass.dir !== undefined || pass.at < pass.items.length) return; // the next slice: runSlice
     this.rescanPass = undefined;
