@@ -30,19 +30,31 @@ export const RESCAN_INTERVAL_MS = 2000;
  */
 export const BACKOFF_FACTOR = 4;
 /**
- * A rescan checks a stopped container (its files, and its freezer: one set by
- * hand makes it paused) in one pass out of this many, each pass a different
- * eighth of them: a stopped container's status changes only when its dir or
- * its freezer is changed by hand, and most containers of a large root are
- * stopped. On 10,000 dirs of which 1,000 live, a pass did 20,000 lstats and
- * 9,000 existence checks of freezer dirs that were gone (~90 ms of work in
- * slices every 2 s, measured with a CPU profile of the benchmark's server).
+ * A rescan checks a container all of whose changes reach the hub as
+ * notifications in one pass out of this many, each pass a different eighth of
+ * them: a stopped container whose dir is watched (its status changes only when
+ * its dir or its freezer is changed by hand), and a live one whose dir and
+ * `cgroup.events` are watched and of which nothing is polled (its death, and
+ * on a v1 host its pause and resume through `freezer.state`, notify). The
+ * rescan is there for notifications the kernel dropped (libuv drops inotify's
+ * queue overflow without a word), so such a change is still noticed within
+ * this many rescans ({@link RESCAN_INTERVAL_MS} each: 16 s).
+ *
+ * Measured on the benchmark's root (10,000 dirs, 1,000 live): checking every
+ * stopped container each pass did 20,000 lstats and 9,000 existence checks of
+ * freezer dirs that were gone (~90 ms of work every 2 s); with stopped ones
+ * rotated, the 1,000 live ones still cost ~70 ms a pass (lstats of the dir,
+ * state.json and cgroup files, the status re-derived), in slices that half of
+ * the slowest 2 % of State calls ran into (per-call timestamps against the
+ * server's slices and GC events).
+ *
  * A rescan asked for because notifications were lost (the root watcher's
- * error or overflow), the first after the root was swapped or while it has no
- * watcher, and a stopped container whose dir has no watcher are checked in
- * every pass.
+ * error), the first after the root was swapped (not the first after the hub
+ * starts: the containers are loaded after the root's watcher is in place) or
+ * while it has no watcher, and a container whose dir has no watcher or whose
+ * status is polled are checked in every pass.
  */
-export const STOPPED_RESCAN_EVERY = 8;
+export const NOTIFIED_RESCAN_EVERY = 8;
 /**
  * Most work the poll, the rescan or the re-loading of dirty containers does in
  * one turn of the event loop, in ms: each works in slices that end when they
@@ -337,7 +349,7 @@ interface Tracked {
   fileKey: string;
   /** Evaluated at least once since it was tracked. */
   loaded: boolean;
-  /** Its number in the order of tracking: which rescan passes check it while stopped ({@link STOPPED_RESCAN_EVERY}). */
+  /** Its number in the order of tracking: which rescan passes check it while all its changes notify ({@link NOTIFIED_RESCAN_EVERY}). */
   readonly seq: number;
   follow: Follow;
   /** The `cgroup.events` file watched (`follow === "events"`). */
@@ -368,7 +380,7 @@ interface RescanPass {
   items: Tracked[];
   at: number;
   busyMs: number;
-  /** Stopped containers whose {@link Tracked.seq} gives this remainder are checked in this pass ({@link STOPPED_RESCAN_EVERY}). */
+  /** Notified containers whose {@link Tracked.seq} gives this remainder are checked in this pass ({@link NOTIFIED_RESCAN_EVERY}). */
   turn: number;
   /** Every container is checked, stopped ones too (see `WatchHub.fullRescan`). */
   full: boolean;
@@ -430,7 +442,7 @@ export interface WatchHubCounters {
   longestSliceMs: number;
   /** Rescan passes completed. */
   rescans: number;
-  /** Containers whose files rescans compared with what was loaded (see {@link STOPPED_RESCAN_EVERY}). */
+  /** Containers whose files rescans compared with what was loaded (see {@link NOTIFIED_RESCAN_EVERY}). */
   rescanChecks: number;
 }
 
@@ -472,14 +484,16 @@ export interface WatchHubOptions {
  * - **Poll** every {@link POLL_INTERVAL_MS}, only of what has no
  *   notification: the status of live containers without `cgroup.events`
  *   (freezer, `/proc/PID/stat`, exec fifo, from the same state.json record),
- *   and on v1 and hybrid hosts the freezer of the others (v1 freezer files
- *   never notify). A container whose status differs is re-loaded.
+ *   and on v1 and hybrid hosts the freezer of the others when their
+ *   `freezer.state` could not be watched or they are pausing (`FREEZING` ends
+ *   without a write). A container whose status differs is re-loaded.
  * - **Rescan** every {@link RESCAN_INTERVAL_MS}: readdir of the root and an
  *   lstat of each watched state dir and state.json; what changed since it was
  *   loaded is loaded again, in case notifications were dropped (inotify queue
  *   overflow, watch limit reached); the status of containers followed through
- *   `cgroup.events` is re-derived too. Stopped containers are checked (files
- *   and freezer) in one pass of {@link STOPPED_RESCAN_EVERY}.
+ *   `cgroup.events` is re-derived too. Containers whose changes all notify
+ *   (stopped ones, and live ones followed through `cgroup.events` with nothing
+ *   polled) are checked in one pass of {@link NOTIFIED_RESCAN_EVERY}.
  *
  * The poll, the rescan and the re-loading of dirty containers each run in
  * slices of at most {@link SLICE_BUDGET_MS} of work, one slice per turn of the
@@ -513,7 +527,7 @@ export class WatchHub {
   private running = false;
   /** Bumped for each container tracked ({@link Tracked.seq}). */
   private trackedSeq = 0;
-  /** Bumped for each rescan pass ({@link STOPPED_RESCAN_EVERY}). */
+  /** Bumped for each rescan pass ({@link NOTIFIED_RESCAN_EVERY}). */
   private rescans = 0;
   /**
    * The next rescan checks every container, stopped ones too: it was asked for
@@ -658,6 +672,10 @@ export class WatchHub {
       if (this.tracked.has(id) || this.allSubs.size > 0) this.markDirty(id);
     });
     this.watchRoot();
+    // Not a swapped root: whoever subscribes next loads the containers it wants after this watcher is in
+    // place (a watch-all reads the whole root), each after its dir's watcher. A first rescan that checked
+    // every container again cost ~0.2 s of slices on 10,000 dirs, 2 s after a watch-all opened.
+    this.fullRescan = false;
     this.rescanTimer = setTimeout(() => this.rescan(), this.rescanMs);
   }
 
@@ -1187,6 +1205,16 @@ export class WatchHub {
     );
   }
 
+  /**
+   * Whether every change of `t` reaches the hub as a notification: its dir is
+   * watched, and it is stopped or followed through `cgroup.events` with nothing
+   * of it polled (see {@link NOTIFIED_RESCAN_EVERY}).
+   */
+  private allNotified(t: Tracked): boolean {
+    if (t.dirWatcher === undefined) return false;
+    return t.entry?.state?.status === "stopped" || (t.follow === "events" && !t.polled);
+  }
+
   /** Marks `t` dirty when its freezer no longer agrees with the status reported (pause and resume on a v1 host). */
   private checkFreezer(t: Tracked): void {
     const reported = t.entry?.state?.status;
@@ -1246,7 +1274,7 @@ export class WatchHub {
     }
     const full = this.fullRescan || this.rootWatcher === undefined;
     this.fullRescan = false;
-    this.rescanPass = { dir, items: dir === undefined ? [...this.tracked.values()] : [], at: 0, busyMs: this.sliceEnded(t0, "rescan"), turn: this.rescans++ % STOPPED_RESCAN_EVERY, full };
+    this.rescanPass = { dir, items: dir === undefined ? [...this.tracked.values()] : [], at: 0, busyMs: this.sliceEnded(t0, "rescan"), turn: this.rescans++ % NOTIFIED_RESCAN_EVERY, full };
     this.scheduleSlice();
   }
 
@@ -1296,8 +1324,8 @@ export class WatchHub {
         while (pass.at < pass.items.length) {
           const t = pass.items[pass.at++] as Tracked;
           if (this.tracked.get(t.id) !== t) continue;
-          // A stopped container in one pass of STOPPED_RESCAN_EVERY, unless notifications were lost or its dir has no watch.
-          if (!pass.full && t.dirWatcher !== undefined && t.entry?.state?.status === "stopped" && t.seq % STOPPED_RESCAN_EVERY !== pass.turn) continue;
+          // One pass of NOTIFIED_RESCAN_EVERY for a container whose changes all notify, unless notifications were lost.
+          if (!pass.full && t.seq % NOTIFIED_RESCAN_EVERY !== pass.turn && this.allNotified(t)) continue;
           this.stats.rescanChecks++;
           let key: string;
           try {

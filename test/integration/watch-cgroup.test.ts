@@ -9,6 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createShimClient, type ShimClient, type WatchEventView } from "../../src/client/client.js";
 import { detectCgroupMode } from "../../src/runtime/freezer.js";
+import { NOTIFIED_RESCAN_EVERY, RESCAN_INTERVAL_MS } from "../../src/runtime/watch.js";
 import { scrape, type Metrics } from "../helpers/metrics.js";
 import { RuncFixture, procState, skipRunc, uniqueId } from "../helpers/runc.js";
 import { startServer, tempSocketPath, type ServerProcess } from "../helpers/server.js";
@@ -177,9 +178,10 @@ describe.skipIf(skipRunc())("Watch follows containers through cgroup.events", ()
     fs.rmdirSync(dir as string);
     fs.mkdirSync(dir as string);
     fs.writeFileSync(path.join(dir as string, "cgroup.procs"), pid);
-    // Nothing notifies of that (kernfs sends no IN_DELETE_SELF): the next rescan (every 2 s) finds the file's new
-    // inode and watches it; from then on pause and resume are seen through it again.
-    await new Promise((r) => setTimeout(r, 2600));
+    // Nothing notifies of that (kernfs sends no IN_DELETE_SELF): the rescan that checks this container (one
+    // pass of NOTIFIED_RESCAN_EVERY, every RESCAN_INTERVAL_MS) finds the file's new inode and watches it; from
+    // then on pause and resume are seen through it again.
+    await new Promise((r) => setTimeout(r, NOTIFIED_RESCAN_EVERY * RESCAN_INTERVAL_MS + 600));
     for (const [verb, status] of [["pause", "paused"], ["resume", "running"]] as const) {
       expect(await seenAfter(one, [verb, id], status, 1000), verb).toBeLessThan(100);
     }

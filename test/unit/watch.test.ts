@@ -5,7 +5,7 @@ import { StateRoot } from "../../src/runtime/container.js";
 import { detectCgroupMode } from "../../src/runtime/freezer.js";
 import { RuntimeError } from "../../src/runtime/errors.js";
 import type { ContainerEntry } from "../../src/runtime/list.js";
-import { STOPPED_RESCAN_EVERY, WatchHub, WatchSubscription, type WatchEvent } from "../../src/runtime/watch.js";
+import { NOTIFIED_RESCAN_EVERY, WatchHub, WatchSubscription, type WatchEvent } from "../../src/runtime/watch.js";
 import { DEAD_INIT, spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
 import { uniqueId } from "../helpers/runc.js";
 
@@ -309,23 +309,78 @@ describe("WatchHub over a state root", () => {
     }
   });
 
-  it("checks a stopped container in one rescan of STOPPED_RESCAN_EVERY, each pass a different share, and a live one in every pass", async () => {
+  it("checks a stopped container in one rescan of NOTIFIED_RESCAN_EVERY, each pass a different share, and a live one whose status is polled in every pass", async () => {
     setup({ rescanMs: 20 });
-    const stopped = 4 * STOPPED_RESCAN_EVERY;
+    const stopped = 4 * NOTIFIED_RESCAN_EVERY;
     for (let i = 0; i < stopped; i++) writeFakeContainer(fake.root, `s${i}`, DEAD_INIT, { created: false });
     writeFakeContainer(fake.root, "live", inits[0] as FakeInit, { created: false });
     const c = collect(hub.subscribe());
     expect(c.events.filter((e) => e.entry?.state?.status === "stopped")).toHaveLength(stopped);
-    // The first pass checks every container (the root's watcher was just set up).
-    while (hub.counters.rescans < 2) await new Promise((r) => setTimeout(r, 20));
+    // From the first pass on (the containers were loaded after the root's watcher was set up: no full pass).
     const before = hub.counters;
-    while (hub.counters.rescans < before.rescans + 2 * STOPPED_RESCAN_EVERY) await new Promise((r) => setTimeout(r, 20));
+    while (hub.counters.rescans < before.rescans + 2 * NOTIFIED_RESCAN_EVERY) await new Promise((r) => setTimeout(r, 20));
     const after = hub.counters;
     const passes = after.rescans - before.rescans;
     const checks = after.rescanChecks - before.rescanChecks;
     // Per pass: the live one and an eighth of the stopped (4); a pass may be under way at either end.
-    expect(checks).toBeGreaterThanOrEqual((passes - 1) * (1 + stopped / STOPPED_RESCAN_EVERY));
-    expect(checks).toBeLessThanOrEqual((passes + 1) * (1 + stopped / STOPPED_RESCAN_EVERY));
+    expect(checks).toBeGreaterThanOrEqual((passes - 1) * (1 + stopped / NOTIFIED_RESCAN_EVERY));
+    expect(checks).toBeLessThanOrEqual((passes + 1) * (1 + stopped / NOTIFIED_RESCAN_EVERY));
+  });
+
+  /** The cgroup2 hierarchy: /sys/fs/cgroup on v2, /sys/fs/cgroup/unified on a hybrid host (undefined on a pure v1 host). */
+  const unifiedDir = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].find((d) => {
+    try {
+      return fs.statfsSync(d).type === 0x63677270;
+    } catch {
+      return false;
+    }
+  });
+
+  it.skipIf(unifiedDir === undefined)("checks a live container followed through its cgroup.events in one rescan of NOTIFIED_RESCAN_EVERY too", async () => {
+    // A real cgroup2 dir holding a real process: the hub follows these containers through its cgroup.events.
+    const cgroup = path.join(unifiedDir as string, uniqueId("rs-wlive"));
+    fs.mkdirSync(cgroup);
+    const init = await spawnInit();
+    try {
+      fs.writeFileSync(path.join(cgroup, "cgroup.procs"), String(init.pid));
+      fake = tempRoot();
+      root = new StateRoot(fake.root, detectCgroupMode());
+      hub = new WatchHub(root, { rescanMs: 20 });
+      const followed = 2 * NOTIFIED_RESCAN_EVERY;
+      for (let i = 0; i < followed; i++) {
+        const dir = writeFakeContainer(fake.root, `e${i}`, init, { created: false });
+        const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as { cgroup_paths: Record<string, string> };
+        state.cgroup_paths = { "": cgroup };
+        fs.writeFileSync(path.join(dir, "state.json"), JSON.stringify(state));
+      }
+      writeFakeContainer(fake.root, "polled", inits[0] as FakeInit, { created: false }); // no cgroup: its status is polled
+      const c = collect(hub.subscribe());
+      expect(c.events.filter((e) => e.entry?.state?.status === "running")).toHaveLength(followed + 1);
+      expect([hub.counters.eventsFollowed, hub.counters.statusPolled]).toEqual([followed, 1]);
+      const before = hub.counters; // from the first pass on
+      while (hub.counters.rescans < before.rescans + 2 * NOTIFIED_RESCAN_EVERY) await new Promise((r) => setTimeout(r, 20));
+      const after = hub.counters;
+      const passes = after.rescans - before.rescans;
+      const checks = after.rescanChecks - before.rescanChecks;
+      // Per pass: the polled one and an eighth of the followed (2), not all 17; a pass may be under way at either end.
+      const perPass = 1 + followed / NOTIFIED_RESCAN_EVERY;
+      expect(checks).toBeGreaterThanOrEqual((passes - 1) * perPass);
+      expect(checks).toBeLessThanOrEqual((passes + 1) * perPass);
+      // Still followed: a death is seen through the notification, whichever pass the rescan is at.
+      await init.kill();
+      await c.until((e) => e.filter((x) => x.kind === "changed" && x.entry?.state?.status === "stopped").length === followed, 2000);
+    } finally {
+      hub.close();
+      await init.kill();
+      for (let i = 0; i < 50; i++) {
+        try {
+          fs.rmdirSync(cgroup);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    }
   });
 
   /** 16 stopped containers, each then deleted and made again live with the same id. */
