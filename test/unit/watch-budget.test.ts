@@ -2,14 +2,15 @@
  * The watch hub's loops never hold the event loop for long, whatever the
  * number of containers: 20,000 live containers without `cgroup.events` (their
  * status is polled), watched all at once; the poll, the rescan and the
- * re-loading of dirty containers work in slices of SLICE_BUDGET_MS.
+ * re-loading of dirty containers work in slices (BACKGROUND_SLICE_MS for the
+ * poll and the rescan).
  */
 import fs from "node:fs";
 import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StateRoot } from "../../src/runtime/container.js";
-import { SLICE_BUDGET_MS, WatchHub } from "../../src/runtime/watch.js";
+import { BACKGROUND_SLICE_MS, WatchHub } from "../../src/runtime/watch.js";
 import { spawnInit, tempRoot, writeFakeContainer, type FakeInit } from "../helpers/fake-containers.js";
 
 const N = 20_000;
@@ -97,8 +98,11 @@ describe("WatchHub with 20,000 polled containers", () => {
       // A slice is the budget plus the one container that crossed it.
       expect(all.length).toBeGreaterThan(100);
       // Slices are timed by the wall clock, so this VM's stalls (4-11 ms even when idle) inflate a
-      // few: the p90 is held to the budget, and at most 3 % may run past 3 ms.
-      expect(p90).toBeLessThan(SLICE_BUDGET_MS + 1);
+      // few: the p90 of the poll's and the rescan's is held to their budget, and at most 3 % may run past 3 ms.
+      const background = [...(slices.poll ?? []), ...(slices.rescan ?? [])].sort((a, b) => a - b);
+      const backgroundP90 = background[Math.ceil(background.length * 0.9) - 1] ?? 0;
+      console.log(`poll and rescan slices: p90 ${backgroundP90.toFixed(2)} ms (all: p90 ${p90.toFixed(2)} ms)`);
+      expect(backgroundP90).toBeLessThan(BACKGROUND_SLICE_MS + 0.5);
       expect(over / all.length).toBeLessThan(0.03);
       // The loop was never held long: issue 11's bound on the event-loop delay p99 (this VM's own
       // stalls, 4-11 ms when idle, weigh on the max, not on the p99).
