@@ -35,7 +35,10 @@ export const BACKOFF_FACTOR = 4;
  * them: a stopped container whose dir is watched (its status changes only when
  * its dir or its freezer is changed by hand), and a live one whose dir and
  * `cgroup.events` are watched and of which nothing is polled (its death, and
- * on a v1 host its pause and resume through `freezer.state`, notify). The
+ * on a v1 host its pause and resume through `freezer.state`, notify) — whose
+ * status is still re-derived in every pass, through held fds: an init that
+ * dies while its cgroup stays populated (another process in it, a cgroup
+ * shared by two containers) sends no notification. The
  * rescan is there for notifications the kernel dropped (libuv drops inotify's
  * queue overflow without a word), so such a change is still noticed within
  * this many rescans ({@link RESCAN_INTERVAL_MS} each: 16 s).
@@ -396,6 +399,18 @@ interface RescanPass {
   turn: number;
   /** Every container is checked, stopped ones too (see `WatchHub.fullRescan`). */
   full: boolean;
+}
+
+const POPULATED = /^populated 1$/m;
+
+/** Whether a `cgroup.events` file says `populated 1` (false when it cannot be read). */
+function cgroupPopulated(file: string): boolean {
+  try {
+    const content = readCgroupFile(file, 256);
+    return content !== undefined && POPULATED.test(content);
+  } catch {
+    return false;
+  }
 }
 
 /** Identity of a container state dir and its state.json (inode, size, times), to notice missed changes. */
@@ -967,6 +982,10 @@ export class WatchHub {
     if (file !== t.eventsFile || (file !== undefined && t.eventsWatcher !== undefined && watchedFileMoved(file, t.eventsIno))) {
       this.unwatchEvents(t);
       if (file !== undefined) this.watchEvents(t, file);
+    } else if (t.eventsWatcher !== undefined && !cgroupPopulated(t.eventsFile as string)) {
+      // Live, yet its cgroup is empty (its init was moved out, as a notification just told): nothing there
+      // will tell of its death any more, so the poll follows it.
+      this.unwatchEvents(t);
     }
     t.follow = t.eventsWatcher !== undefined ? "events" : "poll";
     // v1 (hybrid) host: cgroup.events tells of the death, not of pause and resume. A write to freezer.state
@@ -1030,7 +1049,7 @@ export class WatchHub {
         this.warn(`events-watch:${describeError(e)}`, "cannot watch a container's cgroup.events; polling its status instead", e);
       }
     }
-    if (t.eventsWatcher !== undefined && (content === undefined || !/^populated 1$/m.test(content))) this.unwatchEvents(t);
+    if (t.eventsWatcher !== undefined && (content === undefined || !POPULATED.test(content))) this.unwatchEvents(t);
   }
 
   /**
@@ -1342,7 +1361,12 @@ export class WatchHub {
           const t = pass.items[pass.at++] as Tracked;
           if (this.tracked.get(t.id) !== t) continue;
           // One pass of NOTIFIED_RESCAN_EVERY for a container whose changes all notify, unless notifications were lost.
-          if (!pass.full && t.seq % NOTIFIED_RESCAN_EVERY !== pass.turn && this.allNotified(t)) continue;
+          if (!pass.full && t.seq % NOTIFIED_RESCAN_EVERY !== pass.turn && this.allNotified(t)) {
+            // A live one's status is still re-derived in every pass (a pread or two of held fds): its init's death
+            // sends nothing when its cgroup stays populated (another process in it, a cgroup shared by containers).
+            if (t.follow === "events") this.checkStatus(t);
+            continue;
+          }
           this.stats.rescanChecks++;
           let key: string;
           try {

@@ -336,11 +336,12 @@ describe("WatchHub over a state root", () => {
     }
   });
 
-  it.skipIf(unifiedDir === undefined)("checks a live container followed through its cgroup.events in one rescan of NOTIFIED_RESCAN_EVERY too", async () => {
+  it.skipIf(unifiedDir === undefined)("checks the files of a live container followed through its cgroup.events in one rescan of NOTIFIED_RESCAN_EVERY too, its status in every one", async () => {
     // A real cgroup2 dir holding a real process: the hub follows these containers through its cgroup.events.
     const cgroup = path.join(unifiedDir as string, uniqueId("rs-wlive"));
     fs.mkdirSync(cgroup);
     const init = await spawnInit();
+    let other: FakeInit | undefined;
     try {
       fs.writeFileSync(path.join(cgroup, "cgroup.procs"), String(init.pid));
       fake = tempRoot();
@@ -366,9 +367,51 @@ describe("WatchHub over a state root", () => {
       const perPass = 1 + followed / NOTIFIED_RESCAN_EVERY;
       expect(checks).toBeGreaterThanOrEqual((passes - 1) * perPass);
       expect(checks).toBeLessThanOrEqual((passes + 1) * perPass);
-      // Still followed: a death is seen through the notification, whichever pass the rescan is at.
+      // The init dies while another process keeps its cgroup populated: no notification comes, and each
+      // pass of the rescan (not one in NOTIFIED_RESCAN_EVERY) re-derives the status of these containers.
+      other = await spawnInit();
+      fs.writeFileSync(path.join(cgroup, "cgroup.procs"), String(other.pid));
+      const atKill = hub.counters.rescans;
       await init.kill();
       await c.until((e) => e.filter((x) => x.kind === "changed" && x.entry?.state?.status === "stopped").length === followed, 2000);
+      expect(hub.counters.rescans - atKill).toBeLessThanOrEqual(2); // the pass under way, then a whole one
+    } finally {
+      hub.close();
+      await init.kill();
+      await other?.kill();
+      for (let i = 0; i < 50; i++) {
+        try {
+          fs.rmdirSync(cgroup);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    }
+  });
+
+  it.skipIf(unifiedDir === undefined)("polls a live container whose init left its cgroup (cgroup.events said populated 0): its death is then seen", async () => {
+    const cgroup = path.join(unifiedDir as string, uniqueId("rs-wleft"));
+    fs.mkdirSync(cgroup);
+    const init = await spawnInit();
+    try {
+      fs.writeFileSync(path.join(cgroup, "cgroup.procs"), String(init.pid));
+      fake = tempRoot();
+      root = new StateRoot(fake.root, detectCgroupMode());
+      hub = new WatchHub(root, { rescanMs: 600_000 }); // no rescan during the test: only the notification and the poll
+      for (const id of ["l1", "l2"]) {
+        const dir = writeFakeContainer(fake.root, id, init, { created: false });
+        const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as { cgroup_paths: Record<string, string> };
+        state.cgroup_paths = { "": cgroup };
+        fs.writeFileSync(path.join(dir, "state.json"), JSON.stringify(state));
+      }
+      const c = collect(hub.subscribe());
+      expect([hub.counters.eventsFollowed, hub.counters.statusPolled]).toEqual([2, 0]);
+      fs.writeFileSync(path.join(unifiedDir as string, "cgroup.procs"), String(init.pid)); // out of its cgroup, alive
+      for (let t0 = Date.now(); hub.counters.statusPolled < 2 && Date.now() - t0 < 2000; ) await new Promise((r) => setTimeout(r, 10));
+      expect([hub.counters.eventsFollowed, hub.counters.statusPolled]).toEqual([0, 2]);
+      await init.kill();
+      await c.until((e) => e.filter((x) => x.kind === "changed" && x.entry?.state?.status === "stopped").length === 2, 1000);
     } finally {
       hub.close();
       await init.kill();
