@@ -577,6 +577,9 @@ export class StateRoot {
     } catch (e) {
       this.rootOrThrow(id);
       if (isErrno(e, "ENOENT")) {
+        // Gone (deleted outside the shim): the status files held for it go with its record.
+        const gone = this.cache.get(stateFile)?.record;
+        if (gone !== undefined && !(gone instanceof RuntimeError)) dropHeldFiles(gone, undefined);
         this.cache.delete(stateFile);
         throw new RuntimeError("ContainerNotExists", MSG.notExists, { containerId: id });
       }

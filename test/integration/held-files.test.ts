@@ -184,6 +184,27 @@ describe("held status files", () => {
     }
   });
 
+  it("a container deleted outside the shim: the load that finds its state.json gone closes the files held for it", async () => {
+    const fake = tempRoot("rs-held-");
+    try {
+      const a = await spawnInit();
+      try {
+        const root = new StateRoot(fake.root, "v1");
+        writeFakeContainer(fake.root, "c1", a, { created: false });
+        expect(root.state("c1").status).toBe("running");
+        expect(heldFiles.files()).toContain(heldStatmKey(a.pid, a.startTime));
+        fs.rmSync(path.join(fake.root, "c1", "state.json")); // runc delete removes state.json first, then the dir
+        expect(() => root.load("c1")).toThrow(expect.objectContaining({ kind: "ContainerNotExists" }));
+        expect(heldFiles.files().filter((f) => f.startsWith(`/proc/${a.pid}/`))).toEqual([]); // while the init still lives
+        expect(root.forgetIfGone("c1")).toBe(false); // nothing left to drop later
+      } finally {
+        await a.kill();
+      }
+    } finally {
+      fake.cleanup();
+    }
+  });
+
   it("a stopped container whose init and cgroup are gone is read without a failing open (each would build an exception)", () => {
     const fake = tempRoot("rs-held-");
     try {
