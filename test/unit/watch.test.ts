@@ -336,6 +336,18 @@ describe("WatchHub over a state root", () => {
     }
   });
 
+  /** Removes a cgroup dir made by a test, once the kernel has taken its last (killed) process out. */
+  async function removeCgroup(dir: string): Promise<void> {
+    for (let i = 0; i < 50; i++) {
+      try {
+        fs.rmdirSync(dir);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
   it.skipIf(unifiedDir === undefined)("checks the files of a live container followed through its cgroup.events in one rescan of NOTIFIED_RESCAN_EVERY too, its status in every one", async () => {
     // A real cgroup2 dir holding a real process: the hub follows these containers through its cgroup.events.
     const cgroup = path.join(unifiedDir as string, uniqueId("rs-wlive"));
@@ -379,14 +391,7 @@ describe("WatchHub over a state root", () => {
       hub.close();
       await init.kill();
       await other?.kill();
-      for (let i = 0; i < 50; i++) {
-        try {
-          fs.rmdirSync(cgroup);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
+      await removeCgroup(cgroup);
     }
   });
 
@@ -415,14 +420,7 @@ describe("WatchHub over a state root", () => {
     } finally {
       hub.close();
       await init.kill();
-      for (let i = 0; i < 50; i++) {
-        try {
-          fs.rmdirSync(cgroup);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
+      await removeCgroup(cgroup);
     }
   });
 
